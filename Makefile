@@ -1,0 +1,37 @@
+# probseq: two commands do all set-up.
+#   make demo   -> creates .venv if missing, runs the Shakespeare char-LM main job
+#   make test   -> creates .venv if missing, runs the whole test suite (incl. slow tests)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench lock clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) experiments/shakespeare_char_rnn.py $(ARGS)
+
+test: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) benchmarks/run.py $(ARGS)
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | sed '/^torch==/d' > constraints.txt
+
+clean-venv:
+	rm -rf $(VENV)

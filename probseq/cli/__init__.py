@@ -1,0 +1,1 @@
+"""The `probseq` command line."""
