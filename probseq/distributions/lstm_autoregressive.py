@@ -407,7 +407,9 @@ def _check_params(network, params: dict) -> dict:
     )
     batch_shapes = set()
     for path, (ref, value) in zip(
-        _paths(reference), zip(tf.nest.flatten(reference), tf.nest.flatten(params))
+        _paths(reference),
+        zip(tf.nest.flatten(reference), tf.nest.flatten(params), strict=True),
+        strict=True,
     ):
         core = ref.shape
         shape = value.shape
