@@ -1,5 +1,191 @@
-"""Placeholder entry point, replaced by the full CLI."""
+"""The `probseq` command line: train, evaluate and sample character language models.
+
+    probseq train --corpus shakespeare --run-dir runs/shk [--config FILE] [--hidden-size N ...]
+    probseq evaluate RUN_DIR [--split test | --text PATH] [--mode windows|stream] [--json]
+    probseq sample RUN_DIR --prime "The " --length 500 [--temperature 0.8] [--seed 1]
+
+Run `probseq COMMAND --help` for every flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from probseq.cli.config import ConfigError, TrainConfig, load_config_file, resolve_config
+
+__all__ = ["build_parser", "main"]
+
+# Flags of `train` that map one-to-one onto TrainConfig fields (dest = field name).
+_TRAIN_FLAGS = {
+    "corpus": (str, "corpus name (shakespeare, tiny-shakespeare, text8) or a text file/dir"),
+    "cache_dir": (str, "where corpora are downloaded and cached"),
+    "hidden_size": (int, "LSTM units per layer"),
+    "num_layers": (int, "stacked LSTM layers"),
+    "num_steps": (int, "training window length in characters"),
+    "batch_size": (int, "windows per batch"),
+    "learning_rate": (float, "peak Adam learning rate"),
+    "min_learning_rate_fraction": (float, "final LR as a fraction of the peak (cosine)"),
+    "warmup_steps": (int, "linear warm-up steps"),
+    "lr_schedule": (str, "cosine or constant"),
+    "clip_norm": (str, "global gradient-norm clip (number or 'none')"),
+    "method": (str, "map (point estimate) or variational (Bayes by backprop)"),
+    "prior_scale": (str, "Gaussian prior scale on weights (number or 'none' = max. likelihood)"),
+    "posterior_init_scale": (float, "variational: initial posterior std"),
+    "num_draws_per_step": (int, "variational: weight draws per training step"),
+    "kl_annealing_steps": (int, "variational: steps to anneal the KL weight from 0 to 1"),
+    "eval_draws": (int, "variational: posterior draws for evaluation"),
+    "seed": (int, "seed for initialization, data order and samples"),
+    "max_steps": (int, "total optimizer steps of the run"),
+    "budget_minutes": (str, "stop this invocation after this many minutes ('none': no limit)"),
+    "checkpoint_every": (int, "checkpoint period in steps"),
+    "eval_every": (int, "validation period in steps"),
+    "eval_chars": (int, "validation characters used for periodic validation"),
+    "sample_length": (int, "length of samples drawn at each validation"),
+    "prime": (str, "priming text of the samples"),
+    "jit_compile": (str, "compile the train step with XLA (true/false)"),
+}
 
 
-def main(argv=None) -> int:
-    raise SystemExit("probseq CLI: not yet available")
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `probseq` command."""
+    parser = argparse.ArgumentParser(
+        prog="probseq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train or resume a run")
+    train.add_argument("--run-dir", required=True, help="run directory (resumed if it exists)")
+    train.add_argument("--config", help="JSON file of settings (flags override it)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    defaults = TrainConfig()
+    for name, (kind, text) in _TRAIN_FLAGS.items():
+        train.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            default=argparse.SUPPRESS,
+            help=f"{text} (default: {getattr(defaults, name)!r})",
+        )
+
+    evaluate = commands.add_parser("evaluate", help="held-out NLL / bits per char of a run")
+    evaluate.add_argument("run_dir")
+    source = evaluate.add_mutually_exclusive_group()
+    source.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    source.add_argument("--text", help="evaluate on this text file instead of a split")
+    evaluate.add_argument("--mode", choices=("windows", "stream"), default="windows")
+    evaluate.add_argument("--num-steps", type=int, help="window length (default: the run's)")
+    evaluate.add_argument("--on-unknown", choices=("error", "skip"), default="error")
+    evaluate.add_argument("--draws", type=int, help="posterior draws (variational runs)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of posterior draws")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sample = commands.add_parser("sample", help="sample text from a run")
+    sample.add_argument("run_dir")
+    sample.add_argument("--prime", default="The ", help="priming text (may be empty)")
+    sample.add_argument("--length", type=int, default=500, help="characters to generate")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--seed", type=int, default=1)
+    sample.add_argument("--num-samples", type=int, default=1)
+    return parser
+
+
+def _train_overrides(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in _TRAIN_FLAGS if hasattr(args, name)}
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from probseq.cli.train import train  # noqa: PLC0415  (keeps `--help` fast)
+
+    file_values = load_config_file(args.config) if args.config else {}
+    overrides = _train_overrides(args)
+    config = resolve_config(file_values, overrides)
+    explicit = set(file_values) | set(overrides)
+    metrics = train(config, args.run_dir, explicit=explicit, progress=not args.no_progress)
+    print(
+        f"step {metrics['step']}: validation {metrics['valid_bits_per_char']:.4f} bits/char "
+        f"({metrics['valid']['nll_nats_per_window']:.2f} nats per "
+        f"{metrics['config']['num_steps']}-char window). Run dir: {args.run_dir}"
+    )
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from probseq.cli.runs import evaluate_run  # noqa: PLC0415
+
+    result = evaluate_run(
+        args.run_dir,
+        split=None if args.text else args.split,
+        text_path=args.text,
+        mode=args.mode,
+        num_steps=args.num_steps,
+        on_unknown=args.on_unknown,
+        draws=args.draws,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    print(f"run:                  {args.run_dir}")
+    print(f"data:                 {result['source']} ({result['num_chars']:,} chars scored)")
+    if result.get("num_unknown_skipped"):
+        print(f"skipped unknown:      {result['num_unknown_skipped']} characters")
+    print(f"mode:                 {result['mode']} (num_steps={result['num_steps']})")
+    print(f"NLL per window:       {result['nll_nats_per_window']:.4f} nats")
+    print(f"NLL per char:         {result['nll_nats_per_char']:.4f} nats")
+    print(f"bits per char:        {result['bits_per_char']:.4f}")
+    print(f"perplexity:           {result['perplexity']:.4f}")
+    if "num_draws" in result:
+        print(f"posterior draws:      {result['num_draws']} (seed {result['seed']})")
+    return 0
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from probseq.cli.runs import sample_run  # noqa: PLC0415
+
+    texts = sample_run(
+        args.run_dir,
+        prime=args.prime,
+        length=args.length,
+        temperature=args.temperature,
+        seed=args.seed,
+        num_samples=args.num_samples,
+    )
+    for index, text in enumerate(texts):
+        if index:
+            print("\n" + "-" * 40)
+        print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `probseq` console script. Returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from probseq.cli.rundir import RunDirError  # noqa: PLC0415
+    from probseq.data import CorpusError, DownloadError, UnknownCharacterError  # noqa: PLC0415
+
+    handlers = {"train": _run_train, "evaluate": _run_evaluate, "sample": _run_sample}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("probseq: interrupted.", file=sys.stderr)
+        return 130
+    except (
+        ConfigError,
+        RunDirError,
+        CorpusError,
+        DownloadError,
+        UnknownCharacterError,
+        FileNotFoundError,
+        ValueError,
+    ) as error:
+        print(f"probseq {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""`probseq train`: fit a character LM on a corpus into a resumable run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import tensorflow as tf
+
+from probseq.cli.config import ARCHITECTURE_FIELDS, TrainConfig
+from probseq.cli.reporting import (
+    CheckpointCallback,
+    ProgressCallback,
+    TensorBoardCallback,
+    TimeBudgetCallback,
+    plot_learning_curve,
+)
+from probseq.cli.rundir import RunDir, RunDirError, build_network
+from probseq.data import load_corpus, random_windows
+from probseq.distributions import LSTMAutoregressive
+from probseq.evaluation import evaluate
+from probseq.inference import GaussianPrior, fit_map
+
+__all__ = ["learning_rate_schedule", "train"]
+
+LN2 = math.log(2.0)
+
+
+def learning_rate_schedule(config: TrainConfig):
+    """Linear warm-up then cosine decay to `min_learning_rate_fraction` at `max_steps`."""
+    import tf_keras  # noqa: PLC0415
+
+    peak = config.learning_rate
+    if config.lr_schedule == "constant":
+        return peak
+
+    class WarmupCosine(tf_keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32)
+            warm = tf.maximum(float(config.warmup_steps), 1.0)
+            total = float(max(config.max_steps - config.warmup_steps, 1))
+            progress = tf.clip_by_value((step - config.warmup_steps) / total, 0.0, 1.0)
+            floor = config.min_learning_rate_fraction
+            cosine = floor + (1 - floor) * 0.5 * (1 + tf.cos(math.pi * progress))
+            return peak * tf.where(step < config.warmup_steps, (step + 1) / warm, cosine)
+
+        def get_config(self):
+            return {}
+
+    return WarmupCosine()
+
+
+def _say(out: TextIO, message: str) -> None:
+    print(message, file=out, flush=True)
+
+
+def _resolve_run_config(
+    run_dir: RunDir, config: TrainConfig, explicit: set[str], out: TextIO
+) -> tuple[TrainConfig, bool]:
+    """For an existing run: the stored config with only non-architecture flags applied."""
+    if not run_dir.exists():
+        run_dir.check_usable_for_new_run()
+        return config, False
+    stored = run_dir.load_config()
+    run_dir.check_resume(stored, config, explicit)
+    changes = {k: getattr(config, k) for k in explicit if k not in ARCHITECTURE_FIELDS}
+    resolved = dataclasses.replace(stored, **changes)
+    if changes:
+        _say(out, f"Updated settings for this resumed run: {changes}")
+    return resolved, True
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    explicit: set[str] | None = None,
+    progress: bool = True,
+    out: TextIO = sys.stderr,
+) -> dict[str, Any]:
+    """Train (or resume) a run; returns the metrics dict also written to metrics.json.
+
+    Args:
+      config: the requested config (defaults + file + flags).
+      run_dir: the run directory (created if missing; resumed if it holds a run).
+      explicit: names of settings the user set explicitly (flags/file); on resume only
+        these may differ from the stored config, and architecture changes are refused.
+      progress: draw a progress bar on `out`.
+      out: where messages and the progress bar go.
+    """
+    explicit = set(explicit or ())
+    rd = RunDir(run_dir)
+    config, resuming = _resolve_run_config(rd, config, explicit, out)
+    corpus = load_corpus(config.corpus, cache_dir=config.cache_dir)
+    vocabulary = corpus.vocabulary
+    if resuming:
+        stored_vocabulary = rd.load_vocabulary()
+        if stored_vocabulary != vocabulary:
+            raise RunDirError(
+                f"vocabulary of run {rd.path} ({len(stored_vocabulary)} symbols) differs from "
+                f"corpus {config.corpus!r} ({len(vocabulary)} symbols); refusing to resume. "
+                "Use a new --run-dir."
+            )
+    train_ids = corpus.ids("train")
+    valid_ids = corpus.ids("valid")
+
+    network = build_network(config, len(vocabulary))
+    import tf_keras  # noqa: PLC0415
+
+    optimizer = tf_keras.optimizers.Adam(learning_rate=learning_rate_schedule(config))
+    checkpoint = rd.checkpoint(network, optimizer)
+    if resuming and rd.latest_checkpoint() is not None:
+        # Build the optimizer's slots first so a restore can be checked object by object.
+        optimizer.build(network.trainable_variables)
+        latest = rd.restore(checkpoint)
+        start_step = int(optimizer.iterations.numpy())
+        _say(out, f"Resuming run {rd.path} from checkpoint {Path(latest).name} (step {start_step}).")
+    else:
+        start_step = 0
+        if resuming:
+            _say(out, f"Run {rd.path} has no checkpoint yet; starting from step 0.")
+        rd.path.mkdir(parents=True, exist_ok=True)
+        config.save(rd.config_path)
+        vocabulary.save(rd.vocabulary_path)
+    if not resuming:
+        _say(out, f"New run {rd.path}: {corpus!r}")
+    manager = tf.train.CheckpointManager(checkpoint, str(rd.checkpoint_dir), max_to_keep=3)
+    remaining = max(config.max_steps - start_step, 0)
+    if remaining == 0:
+        _say(out, f"Run {rd.path} already reached max_steps={config.max_steps}; nothing to do.")
+
+    distribution = LSTMAutoregressive(network, config.num_steps)
+    dataset = random_windows(
+        train_ids, config.num_steps, config.batch_size, seed=config.seed, start_batch=start_step
+    )
+    num_windows = max(len(train_ids) // config.num_steps, 1)
+    eval_ids = valid_ids[: max(config.eval_chars, config.num_steps)]
+    prime_ids = vocabulary.encode(config.prime) if config.prime else None
+    sampler = _make_sampler(network, config, prime_ids)
+
+    def eval_fn() -> dict[str, Any]:
+        result = evaluate(network, eval_ids, num_steps=config.num_steps, mode="windows")
+        step = int(optimizer.iterations.numpy())
+        text = vocabulary.decode(sampler(step))
+        return {
+            "valid_bits_per_char": result.bits_per_char,
+            "valid_nll_nats_per_window": result.nll_nats_per_window,
+            "sample": config.prime + text,
+        }
+
+    history = rd.load_metrics().get("history", []) if resuming else []
+    chars_per_step = config.batch_size * config.num_steps
+    progress_bar = ProgressCallback(
+        total=config.max_steps,
+        initial=start_step,
+        chars_per_step=chars_per_step,
+        num_steps=config.num_steps,
+        enabled=progress,
+        out=out,
+    )
+    callbacks = [
+        TimeBudgetCallback(config.budget_minutes),
+        CheckpointCallback(manager, config.checkpoint_every),
+        TensorBoardCallback(rd.path / "tensorboard", chars_per_step, config.num_steps),
+        progress_bar,
+    ]
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        result = fit_map(
+            distribution,
+            dataset,
+            num_examples=num_windows,
+            num_steps=remaining,
+            prior=GaussianPrior(config.prior_scale) if config.prior_scale else None,
+            optimizer=optimizer,
+            clip_norm=config.clip_norm,
+            callbacks=callbacks,
+            eval_fn=eval_fn,
+            eval_every=config.eval_every,
+            initial_step=start_step,
+            jit_compile=config.jit_compile,
+        )
+        evaluations = result.evaluations
+    except KeyboardInterrupt:
+        interrupted = True
+        evaluations = []
+    finally:
+        for callback in callbacks:
+            close = getattr(callback, "close", None)
+            if close:
+                close()
+    final_step = int(optimizer.iterations.numpy())
+    if final_step > start_step or rd.latest_checkpoint() is None:
+        manager.save(checkpoint_number=final_step)
+    if interrupted:
+        _say(out, f"Interrupted: checkpoint saved at step {final_step} in {rd.checkpoint_dir}.")
+        _say(out, f"Resume with: probseq train --run-dir {rd.path}")
+        raise KeyboardInterrupt
+    history.extend(progress_bar.history)
+    metrics = _final_metrics(rd, config, network, valid_ids, history, evaluations, final_step)
+    metrics["train_seconds_this_invocation"] = time.perf_counter() - started
+    rd.save_metrics(metrics)
+    plot_learning_curve(history, metrics["evaluations"], rd.path / "learning_curve.png")
+    return metrics
+
+
+def _make_sampler(network, config: TrainConfig, prime_ids):
+    distribution = LSTMAutoregressive(
+        network, config.sample_length, prefix=None if prime_ids is None else prime_ids
+    )
+
+    @tf.function
+    def sample(seed):
+        return distribution.sample(seed=seed)
+
+    return lambda step: sample(tf.constant([config.seed, step], tf.int32)).numpy()
+
+
+def _final_metrics(rd, config, network, valid_ids, history, evaluations, final_step):
+    previous = rd.load_metrics().get("evaluations", [])
+    evaluations = previous + [
+        {k: v for k, v in e.items() if k != "sample"} | {"sample": e.get("sample", "")}
+        for e in evaluations
+    ]
+    valid = evaluate(network, valid_ids, num_steps=config.num_steps, mode="windows")
+    return {
+        "step": final_step,
+        "config": config.to_dict(),
+        "valid": valid.as_dict(),
+        "valid_bits_per_char": valid.bits_per_char,
+        "evaluations": evaluations,
+        "history": history,
+        "train_loss_bits_per_char": (
+            float(np.mean([h["loss_nats_per_char"] for h in history[-50:]]) / LN2)
+            if history
+            else None
+        ),
+    }

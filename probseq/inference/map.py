@@ -1,0 +1,237 @@
+"""MAP / maximum-likelihood fitting of a probseq distribution's variables.
+
+The objective for a dataset of `N` sequences, seen through minibatches of `B`, is
+
+    log p(params) + (N / B) * sum_{b in batch} log p(x_b | params),
+
+maximized over the point-estimate params (the distribution's trainable variables). With
+`prior=None` it is maximum likelihood. For numerical scale the loop minimizes the same
+objective divided by `-N` (a per-example loss in nats), which has the same optimum.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from probseq.inference.callbacks import Callback, StepInfo
+
+tfd = tfp.distributions
+
+__all__ = ["FitResult", "GaussianPrior", "fit_map", "global_norm_clip"]
+
+
+class GaussianPrior:
+    """Independent `Normal(0, scale)` prior on every weight (a weight-decay prior).
+
+    Args:
+      scale: prior standard deviation (> 0).
+    """
+
+    def __init__(self, scale: float = 1.0):
+        if not scale > 0:
+            raise ValueError(f"prior scale must be positive, got {scale}.")
+        self.scale = float(scale)
+
+    def log_prob(self, variables: Sequence[tf.Variable]) -> tf.Tensor:
+        """Sum of `Normal(0, scale).log_prob(w)` over all entries of all variables (nats)."""
+        normal = tfd.Normal(tf.constant(0.0), self.scale)
+        return tf.add_n(
+            [tf.reduce_sum(normal.log_prob(tf.cast(v, tf.float32))) for v in variables]
+        )
+
+    def __repr__(self) -> str:
+        return f"GaussianPrior(scale={self.scale})"
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What a fitting run returns.
+
+    Attributes:
+      trace: per-step arrays: `step`, `loss` (objective per example, nats),
+        `nll` (mean negative log-likelihood per example, nats), `grad_norm`
+        (global norm before clipping), `learning_rate`, `seconds`.
+      evaluations: list of dicts returned by `eval_fn`, each with its `step`.
+      steps_run: optimizer steps taken in this call.
+      final_step: global step after the last update (`initial_step + steps_run`).
+      stopped_early: True when a callback asked to stop.
+    """
+
+    trace: dict[str, np.ndarray]
+    evaluations: list[dict[str, Any]]
+    steps_run: int
+    final_step: int
+    stopped_early: bool
+
+
+def global_norm_clip(grads: list, clip_norm: float | None) -> tuple[list, tf.Tensor]:
+    """Clip gradients by global norm; returns (clipped, norm before clipping)."""
+    norm = tf.linalg.global_norm(grads)
+    if clip_norm is None:
+        return grads, norm
+    clipped, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
+    return clipped, norm
+
+
+def _default_optimizer(learning_rate):
+    import tf_keras  # noqa: PLC0415  (TFP's Keras; imported only when fitting)
+
+    return tf_keras.optimizers.Adam(learning_rate=learning_rate)
+
+
+def _current_lr(optimizer) -> float:
+    lr = getattr(optimizer, "learning_rate", None)
+    if lr is None:
+        return float("nan")
+    if callable(lr) and not isinstance(lr, tf.Variable):
+        return float(lr(optimizer.iterations))
+    return float(tf.convert_to_tensor(lr))
+
+
+def fit_map(
+    distribution: tfd.Distribution,
+    dataset: Iterable,
+    *,
+    num_examples: int,
+    num_steps: int,
+    prior: GaussianPrior | None = GaussianPrior(1.0),
+    optimizer=None,
+    learning_rate: float | Callable = 1e-3,
+    clip_norm: float | None = None,
+    seed=None,
+    callbacks: Sequence[Callback] = (),
+    eval_fn: Callable[[], dict[str, Any]] | None = None,
+    eval_every: int | None = None,
+    initial_step: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    jit_compile: bool = False,
+    log_likelihood_fn: Callable[[tf.Tensor], tf.Tensor] | None = None,
+) -> FitResult:
+    """Fit a distribution's trainable variables by MAP (or maximum likelihood).
+
+    Args:
+      distribution: any `tfd.Distribution` whose `trainable_variables` are the params
+        to fit (e.g. `LSTMAutoregressive(network, T)`); `log_prob(batch)` must return
+        one log-likelihood per example of the batch.
+      dataset: iterable (e.g. `tf.data.Dataset`) of batches `[B] + event_shape`.
+      num_examples: `N`, the number of training examples the batches represent (scales
+        the likelihood against the prior).
+      num_steps: number of optimizer steps to take in this call.
+      prior: `GaussianPrior(scale)` (default scale 1) or None for maximum likelihood.
+      optimizer: anything with `apply_gradients(zip(grads, vars))` and `iterations`
+        (tf_keras optimizers); default Adam with `learning_rate`.
+      learning_rate: float or schedule (used only by the default optimizer).
+      clip_norm: clip gradients by this global norm (None: no clipping).
+      seed: unused by MAP itself (data order is the dataset's); kept for a uniform API.
+      callbacks: objects with `on_step(StepInfo)` / `on_evaluation(step, metrics)`
+        hooks; a hook returning True stops the fit after the current step.
+      eval_fn: called every `eval_every` steps (and at the end); returns a dict of
+        metrics passed to callbacks and stored in `FitResult.evaluations`.
+      eval_every: evaluation period in steps (None: only at the end if eval_fn).
+      initial_step: global step at which this call starts (for resumed runs).
+      strategy: optional `tf.distribute.Strategy`; the distribution's variables must
+        have been created under `strategy.scope()`. Batches are split across replicas.
+      jit_compile: compile the train step with XLA (measured slower for LSTM
+        training on CPU here; see benchmarks/RESULTS.md).
+      log_likelihood_fn: optional `batch -> [B]` log-likelihoods replacing
+        `distribution.log_prob` (e.g. for truncated BPTT with carried state).
+
+    Returns:
+      A `FitResult` with the per-step trace.
+    """
+    del seed
+    if num_steps < 0:
+        raise ValueError(f"num_steps must be >= 0, got {num_steps}.")
+    if num_examples < 1:
+        raise ValueError(f"num_examples must be >= 1, got {num_examples}.")
+    variables = list(distribution.trainable_variables)
+    if not variables:
+        raise ValueError(
+            "the distribution has no trainable variables to fit (pass a distribution "
+            "built on an LSTMNetwork rather than on explicit params)."
+        )
+    log_likelihood = log_likelihood_fn or distribution.log_prob
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        optimizer = optimizer or _default_optimizer(learning_rate)
+    num_replicas = strategy.num_replicas_in_sync
+
+    def replica_step(batch):
+        with tf.GradientTape() as tape:
+            log_lik = log_likelihood(batch)  # :: [B_replica]
+            global_batch = tf.cast(tf.shape(log_lik)[0] * num_replicas, tf.float32)
+            nll = -tf.reduce_sum(log_lik) / global_batch
+            loss = nll
+            if prior is not None:
+                loss = loss - prior.log_prob(variables) / (num_examples * num_replicas)
+        grads = tape.gradient(loss, variables)
+        grads = tf.distribute.get_replica_context().all_reduce("sum", grads)
+        grads, norm = global_norm_clip(grads, clip_norm)
+        optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
+        return loss, nll, norm
+
+    def train_step(batch):
+        loss, nll, norm = strategy.run(replica_step, args=(batch,))
+        reduce = tf.distribute.ReduceOp.SUM
+        return (
+            strategy.reduce(reduce, loss, axis=None),
+            strategy.reduce(reduce, nll, axis=None),
+            strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None),
+        )
+
+    compiled = tf.function(train_step, jit_compile=jit_compile or None)
+    if isinstance(dataset, tf.data.Dataset) and num_replicas > 1:
+        dataset = strategy.experimental_distribute_dataset(dataset)
+    trace = {k: [] for k in ("step", "loss", "nll", "grad_norm", "learning_rate", "seconds")}
+    evaluations: list[dict[str, Any]] = []
+    stopped = False
+    steps_run = 0
+    start = time.perf_counter()
+    iterator = iter(dataset)
+    for local in range(num_steps):
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            break
+        loss, nll, norm = compiled(batch)
+        steps_run = local + 1
+        step = initial_step + steps_run
+        info = StepInfo(
+            step=step,
+            loss=float(loss),
+            nll=float(nll),
+            grad_norm=float(norm),
+            learning_rate=_current_lr(optimizer),
+            seconds=time.perf_counter() - start,
+        )
+        for key in trace:
+            trace[key].append(getattr(info, key))
+        if not math.isfinite(info.loss):
+            raise FloatingPointError(
+                f"loss became {info.loss} at step {step}; lower the learning rate or set "
+                "clip_norm."
+            )
+        stop = any(bool(cb.on_step(info)) for cb in callbacks)
+        last = stop or local == num_steps - 1
+        if eval_fn is not None and ((eval_every and step % eval_every == 0) or last):
+            metrics = dict(eval_fn(), step=step)
+            evaluations.append(metrics)
+            stop = any(bool(cb.on_evaluation(step, metrics)) for cb in callbacks) or stop
+        if stop:
+            stopped = True
+            break
+    return FitResult(
+        trace={k: np.asarray(v) for k, v in trace.items()},
+        evaluations=evaluations,
+        steps_run=steps_run,
+        final_step=initial_step + steps_run,
+        stopped_early=stopped,
+    )
