@@ -24,9 +24,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from probseq.cli.config import resolve_config  # noqa: E402
-from probseq.cli.runs import evaluate_run, sample_run  # noqa: E402
-from probseq.cli.train import train  # noqa: E402
+from probseq.cli.config import resolve_config
+from probseq.cli.runs import evaluate_run, sample_run
+from probseq.cli.train import train
 
 TINY = dict(
     hidden_size=16,
@@ -110,8 +110,10 @@ def main(args: argparse.Namespace) -> dict:
     path = Path(args.results or Path(args.run_dir) / "results.json")
     path.write_text(json.dumps(results, indent=2), encoding="utf-8")
     print()
-    print(f"Shakespeare char-LM ({config.corpus}), {metrics['step']} steps, "
-          f"{train_minutes:.1f} min of training in this invocation")
+    print(
+        f"Shakespeare char-LM ({config.corpus}), {metrics['step']} steps, "
+        f"{train_minutes:.1f} min of training in this invocation"
+    )
     print(
         f"held-out test, {windows['num_steps']}-char windows: "
         f"NLL {windows['nll_nats_per_window']:.2f} nats/window, "

@@ -80,9 +80,7 @@ class TrainConfig:
         _check(self.kl_annealing_steps >= 0, "kl_annealing_steps must be >= 0")
         _check(self.eval_draws >= 1, "eval_draws must be >= 1")
         _check(self.max_steps >= 1, "max_steps must be >= 1")
-        _check(
-            self.budget_minutes is None or self.budget_minutes > 0, "budget_minutes must be > 0"
-        )
+        _check(self.budget_minutes is None or self.budget_minutes > 0, "budget_minutes must be > 0")
         _check(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
         _check(self.eval_every >= 1, "eval_every must be >= 1")
         _check(self.eval_chars >= 1, "eval_chars must be >= 1")

@@ -97,7 +97,7 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from probseq.cli.train import train  # noqa: PLC0415  (keeps `--help` fast)
+    from probseq.cli.train import train
 
     file_values = load_config_file(args.config) if args.config else {}
     overrides = _train_overrides(args)
@@ -113,7 +113,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from probseq.cli.runs import evaluate_run  # noqa: PLC0415
+    from probseq.cli.runs import evaluate_run
 
     result = evaluate_run(
         args.run_dir,
@@ -143,7 +143,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
-    from probseq.cli.runs import sample_run  # noqa: PLC0415
+    from probseq.cli.runs import sample_run
 
     texts = sample_run(
         args.run_dir,
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from probseq.cli.rundir import RunDirError  # noqa: PLC0415
-    from probseq.data import CorpusError, DownloadError, UnknownCharacterError  # noqa: PLC0415
+    from probseq.cli.rundir import RunDirError
+    from probseq.data import CorpusError, DownloadError, UnknownCharacterError
 
     handlers = {"train": _run_train, "evaluate": _run_evaluate, "sample": _run_sample}
     try:

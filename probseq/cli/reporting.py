@@ -95,10 +95,11 @@ class ProgressCallback(Callback):
         chars_per_step: int,
         num_steps: int,
         enabled: bool = True,
-        out: TextIO = sys.stderr,
+        out: TextIO | None = None,
     ):
-        from tqdm.auto import tqdm  # noqa: PLC0415
+        from tqdm.auto import tqdm
 
+        out = out or sys.stderr
         self.chars_per_step = chars_per_step
         self.num_steps = num_steps
         self.history: list[dict[str, float]] = []
@@ -155,8 +156,8 @@ def plot_learning_curve(
     history: list[dict[str, float]], evaluations: list[dict[str, Any]], path: str | os.PathLike
 ) -> None:
     """Training loss and validation bits/char against step, as a PNG (no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 4))
     FigureCanvasAgg(figure)
@@ -165,7 +166,9 @@ def plot_learning_curve(
         steps = [h["step"] for h in history]
         bpc = [h["nll_nats_per_char"] / LN2 for h in history]
         axes.plot(steps, bpc, lw=0.8, alpha=0.6, label="train NLL (bits/char)")
-    points = [(e["step"], e["valid_bits_per_char"]) for e in evaluations if "valid_bits_per_char" in e]
+    points = [
+        (e["step"], e["valid_bits_per_char"]) for e in evaluations if "valid_bits_per_char" in e
+    ]
     if points:
         axes.plot(*zip(*points, strict=True), "o-", label="validation (bits/char)")
     axes.set_xlabel("step")

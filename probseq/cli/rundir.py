@@ -137,8 +137,9 @@ class RunDir:
                 status.expect_partial()
             else:
                 status.assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
-            message = str(error).strip().splitlines()[0][:300]
+        except Exception as error:
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            message = lines[0][:300]
             raise RunDirError(
                 f"checkpoint {latest} cannot be restored (corrupt or from a different model): "
                 f"{message}. The run dir was left untouched; start a new run with another "
@@ -163,6 +164,4 @@ class RunDir:
 
 def build_network(config: TrainConfig, vocab_size: int) -> LSTMNetwork:
     """The network described by a config."""
-    return LSTMNetwork(
-        vocab_size, config.hidden_size, config.num_layers, seed=(config.seed, 0)
-    )
+    return LSTMNetwork(vocab_size, config.hidden_size, config.num_layers, seed=(config.seed, 0))

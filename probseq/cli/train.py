@@ -33,7 +33,7 @@ LN2 = math.log(2.0)
 
 def learning_rate_schedule(config: TrainConfig):
     """Linear warm-up then cosine decay to `min_learning_rate_fraction` at `max_steps`."""
-    import tf_keras  # noqa: PLC0415
+    import tf_keras
 
     peak = config.learning_rate
     if config.lr_schedule == "constant":
@@ -68,7 +68,11 @@ def _resolve_run_config(
         return config, False
     stored = run_dir.load_config()
     run_dir.check_resume(stored, config, explicit)
-    changes = {k: getattr(config, k) for k in explicit if k not in ARCHITECTURE_FIELDS}
+    changes = {
+        k: getattr(config, k)
+        for k in sorted(explicit)
+        if k not in ARCHITECTURE_FIELDS and getattr(config, k) != getattr(stored, k)
+    }
     resolved = dataclasses.replace(stored, **changes)
     if changes:
         _say(out, f"Updated settings for this resumed run: {changes}")
@@ -81,7 +85,7 @@ def train(
     *,
     explicit: set[str] | None = None,
     progress: bool = True,
-    out: TextIO = sys.stderr,
+    out: TextIO | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) a run; returns the metrics dict also written to metrics.json.
 
@@ -91,8 +95,9 @@ def train(
       explicit: names of settings the user set explicitly (flags/file); on resume only
         these may differ from the stored config, and architecture changes are refused.
       progress: draw a progress bar on `out`.
-      out: where messages and the progress bar go.
+      out: where messages and the progress bar go (default: sys.stderr).
     """
+    out = out or sys.stderr
     explicit = set(explicit or ())
     rd = RunDir(run_dir)
     config, resuming = _resolve_run_config(rd, config, explicit, out)
@@ -110,7 +115,7 @@ def train(
     valid_ids = corpus.ids("valid")
 
     network = build_network(config, len(vocabulary))
-    import tf_keras  # noqa: PLC0415
+    import tf_keras
 
     optimizer = tf_keras.optimizers.Adam(learning_rate=learning_rate_schedule(config))
     checkpoint = rd.checkpoint(network, optimizer)
@@ -119,7 +124,9 @@ def train(
         optimizer.build(network.trainable_variables)
         latest = rd.restore(checkpoint)
         start_step = int(optimizer.iterations.numpy())
-        _say(out, f"Resuming run {rd.path} from checkpoint {Path(latest).name} (step {start_step}).")
+        _say(
+            out, f"Resuming run {rd.path} from checkpoint {Path(latest).name} (step {start_step})."
+        )
     else:
         start_step = 0
         if resuming:
@@ -140,8 +147,14 @@ def train(
     )
     num_windows = max(len(train_ids) // config.num_steps, 1)
     eval_ids = valid_ids[: max(config.eval_chars, config.num_steps)]
-    prime_ids = vocabulary.encode(config.prime) if config.prime else None
-    sampler = _make_sampler(network, config, prime_ids)
+    prime = config.prime if all(ch in vocabulary for ch in config.prime) else ""
+    if prime != config.prime:
+        _say(
+            out,
+            f"Note: prime {config.prime!r} has characters outside the vocabulary; "
+            "samples during training are unprimed.",
+        )
+    sampler = _make_sampler(network, config, vocabulary.encode(prime) if prime else None)
 
     def eval_fn() -> dict[str, Any]:
         result = evaluate(network, eval_ids, num_steps=config.num_steps, mode="windows")
@@ -150,7 +163,7 @@ def train(
         return {
             "valid_bits_per_char": result.bits_per_char,
             "valid_nll_nats_per_window": result.nll_nats_per_window,
-            "sample": config.prime + text,
+            "sample": prime + text,
         }
 
     history = rd.load_metrics().get("history", []) if resuming else []
