@@ -43,9 +43,7 @@ class GaussianPrior:
     def log_prob(self, variables: Sequence[tf.Variable]) -> tf.Tensor:
         """Sum of `Normal(0, scale).log_prob(w)` over all entries of all variables (nats)."""
         normal = tfd.Normal(tf.constant(0.0), self.scale)
-        return tf.add_n(
-            [tf.reduce_sum(normal.log_prob(tf.cast(v, tf.float32))) for v in variables]
-        )
+        return tf.add_n([tf.reduce_sum(normal.log_prob(tf.cast(v, tf.float32))) for v in variables])
 
     def __repr__(self) -> str:
         return f"GaussianPrior(scale={self.scale})"
@@ -82,7 +80,7 @@ def global_norm_clip(grads: list, clip_norm: float | None) -> tuple[list, tf.Ten
 
 
 def _default_optimizer(learning_rate):
-    import tf_keras  # noqa: PLC0415  (TFP's Keras; imported only when fitting)
+    import tf_keras
 
     return tf_keras.optimizers.Adam(learning_rate=learning_rate)
 
@@ -175,7 +173,9 @@ def fit_map(
         grads = tape.gradient(loss, variables)
         grads = tf.distribute.get_replica_context().all_reduce("sum", grads)
         grads, norm = global_norm_clip(grads, clip_norm)
-        optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
+        optimizer.apply_gradients(
+            zip(grads, variables, strict=True), experimental_aggregate_gradients=False
+        )
         return loss, nll, norm
 
     def train_step(batch):
@@ -216,8 +216,7 @@ def fit_map(
             trace[key].append(getattr(info, key))
         if not math.isfinite(info.loss):
             raise FloatingPointError(
-                f"loss became {info.loss} at step {step}; lower the learning rate or set "
-                "clip_norm."
+                f"loss became {info.loss} at step {step}; lower the learning rate or set clip_norm."
             )
         stop = any(bool(cb.on_step(info)) for cb in callbacks)
         last = stop or local == num_steps - 1

@@ -1,5 +1,20 @@
-"""Network math with no probability in it: the LSTM cell, stack and its variables."""
+"""Network math with no probability in it: LSTM / GRU / RNN cells, stacks and variables."""
 
+from probseq.nn.cells import (
+    CELL_NAMES,
+    Cell,
+    HiddenState,
+    Seq2SeqNetwork,
+    cell_encode,
+    cell_hidden,
+    cell_initial_state,
+    cell_layer,
+    cell_logits,
+    cell_start,
+    cell_step,
+    get_cell,
+    init_cell_params,
+)
 from probseq.nn.lstm import (
     LSTMState,
     gate_step,
@@ -14,9 +29,22 @@ from probseq.nn.lstm import (
 from probseq.nn.network import LSTMNetwork, init_lstm_params
 
 __all__ = [
+    "CELL_NAMES",
+    "Cell",
+    "HiddenState",
     "LSTMNetwork",
     "LSTMState",
+    "Seq2SeqNetwork",
+    "cell_encode",
+    "cell_hidden",
+    "cell_initial_state",
+    "cell_layer",
+    "cell_logits",
+    "cell_start",
+    "cell_step",
     "gate_step",
+    "get_cell",
+    "init_cell_params",
     "init_lstm_params",
     "initial_state",
     "lstm_logits",
