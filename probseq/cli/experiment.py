@@ -1,0 +1,126 @@
+"""Shared driver of the character-LM experiment scripts in `experiments/`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from probseq.cli.config import resolve_config
+from probseq.cli.runs import evaluate_run, sample_run
+from probseq.cli.train import train
+
+__all__ = ["TINY_OVERRIDES", "add_experiment_arguments", "run_char_lm_experiment"]
+
+# Settings of the `--tiny` smoke runs (seconds on a laptop CPU).
+TINY_OVERRIDES = dict(
+    hidden_size=16,
+    num_layers=1,
+    num_steps=16,
+    batch_size=8,
+    max_steps=6,
+    warmup_steps=2,
+    checkpoint_every=3,
+    eval_every=3,
+    eval_chars=2000,
+    sample_length=20,
+)
+
+
+def add_experiment_arguments(parser: argparse.ArgumentParser, *, corpus: str, run_dir: str):
+    """The flags every char-LM experiment script shares."""
+    parser.add_argument("--corpus", default=corpus, help="corpus name or text file/dir")
+    parser.add_argument("--run-dir", default=run_dir, help="run directory (resumed if present)")
+    parser.add_argument("--budget-minutes", type=float, default=10.0, help="training budget")
+    parser.add_argument("--max-steps", type=int, default=None, help="total optimizer steps")
+    parser.add_argument("--hidden-size", type=int, default=None)
+    parser.add_argument("--num-layers", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default=None, help="corpus cache directory")
+    parser.add_argument("--sample-length", type=int, default=500)
+    parser.add_argument("--prime", default="The ")
+    parser.add_argument("--results", default=None, help="results JSON (default: in run dir)")
+    parser.add_argument("--tiny", action="store_true", help="tiny settings for smoke tests")
+    parser.add_argument("--skip-stream", action="store_true", help="no streaming evaluation")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_char_lm_experiment(
+    name: str, args: argparse.Namespace, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """Train (or resume) within the budget, evaluate on the test split, sample, report.
+
+    Prints held-out NLL per window, per character, bits per character (windows and
+    stream) and a primed sample; writes the results JSON and returns it.
+    """
+    overrides = dict(overrides, corpus=args.corpus, seed=args.seed)
+    overrides["budget_minutes"] = args.budget_minutes
+    if args.cache_dir:
+        overrides["cache_dir"] = args.cache_dir
+    if args.tiny:
+        overrides.update(TINY_OVERRIDES)
+    for field in ("max_steps", "hidden_size", "num_layers", "batch_size", "learning_rate"):
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
+    config = resolve_config(overrides=overrides)
+    started = time.perf_counter()
+    metrics = train(
+        config,
+        args.run_dir,
+        explicit={"budget_minutes", "max_steps"},
+        progress=not args.no_progress,
+    )
+    train_minutes = (time.perf_counter() - started) / 60
+    windows = evaluate_run(args.run_dir, split="test", mode="windows")
+    stream = None if args.skip_stream else evaluate_run(args.run_dir, split="test", mode="stream")
+    prime = args.prime if all(ch in _vocabulary(args.run_dir) for ch in args.prime) else ""
+    sample = sample_run(
+        args.run_dir, prime=prime, length=args.sample_length, temperature=0.8, seed=1
+    )[0]
+    results = {
+        "experiment": name,
+        "corpus": config.corpus,
+        "config": metrics["config"],
+        "steps": metrics["step"],
+        "train_minutes_this_invocation": train_minutes,
+        "valid_bits_per_char": metrics["valid_bits_per_char"],
+        "test_windows": windows,
+        "test_stream": stream,
+        "sample_temperature_0.8": sample,
+    }
+    path = Path(args.results or Path(args.run_dir) / "results.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    _print_summary(name, results, path)
+    return results
+
+
+def _vocabulary(run_dir):
+    from probseq.cli.rundir import RunDir
+
+    return RunDir(run_dir).load_vocabulary()
+
+
+def _print_summary(name: str, results: dict[str, Any], path: Path) -> None:
+    windows, stream = results["test_windows"], results["test_stream"]
+    print()
+    print(
+        f"{name} on {results['corpus']}: {results['steps']} steps, "
+        f"{results['train_minutes_this_invocation']:.1f} min of training in this invocation"
+    )
+    print(
+        f"held-out test, {windows['num_steps']}-char windows: "
+        f"NLL {windows['nll_nats_per_window']:.2f} nats/window, "
+        f"{windows['nll_nats_per_char']:.4f} nats/char, {windows['bits_per_char']:.4f} bits/char"
+    )
+    if stream is not None:
+        print(
+            f"held-out test, one stream: {stream['nll_nats_per_char']:.4f} nats/char, "
+            f"{stream['bits_per_char']:.4f} bits/char, perplexity {stream['perplexity']:.3f}"
+        )
+    print(f"sample (temperature 0.8):\n{results['sample_temperature_0.8']}")
+    print(f"\nresults: {path}")

