@@ -69,3 +69,18 @@ def test_text8_without_network_fails_clearly(tmp_path):
     assert "text8" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_keras_baseline_tiny(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be that is the question " * 100)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "keras_shakespeare_baseline.py"), "--tiny",
+         "--corpus", str(text), "--results", str(tmp_path / "r.json")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["steps"] == 3 and 0 < results["test_bits_per_char"] < 10
