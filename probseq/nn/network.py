@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.internal import samplers
 
@@ -34,6 +35,10 @@ def init_lstm_params(
     Input and output kernels are Glorot-uniform, recurrent kernels orthogonal per gate,
     biases zero (the forget gate's +1 lives in the cell equation).
     """
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        # A Python int seeds the initialization reproducibly (TFP's sanitize_seed would
+        # turn it into a draw from stateful ops, which differs from call to call).
+        seed = (int(seed), 0)
     seeds = samplers.split_seed(samplers.sanitize_seed(seed), n=2 * num_layers + 1)
     params = {}
     for index in range(num_layers):
@@ -63,8 +68,8 @@ class LSTMNetwork(tf.Module):
       vocab_size: number of symbols `V`.
       hidden_size: LSTM units per layer `H`.
       num_layers: number of stacked LSTM layers.
-      seed: initialization seed (int, pair of ints or shape-[2] tensor); `None` draws
-        a fresh one.
+      seed: initialization seed (int, pair of ints or shape-[2] tensor); the same seed
+        gives the same weights. `None` draws a fresh one.
       dtype: float dtype of the variables.
 
     `.params` is the nested dict of `tf.Variable`s that the functional core in
