@@ -66,7 +66,7 @@ def test_clipping_callbacks_and_evaluation_cadence():
     class Recorder(Callback):
         def on_step(self, info):
             seen.append(info.step)
-            return info.step == 7  # ask to stop after step 7
+            return info.step == 17  # ask to stop after global step 17
 
         def on_evaluation(self, step, metrics):
             evaluated.append((step, metrics["value"]))
