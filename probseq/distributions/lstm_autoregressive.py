@@ -246,7 +246,7 @@ class LSTMAutoregressive(tfd.Distribution):
 
     # -------------------------------------------------------------------- sampling
     def _sample_n(self, n, seed=None):
-        seed = samplers.sanitize_seed(seed, salt="LSTMAutoregressive")
+        seed = samplers.sanitize_seed(seed)
         batch_shape = self.batch_shape_tensor()
         batch_rank = self._batch_rank()
         params = self._broadcast_params(batch_shape)
@@ -335,6 +335,11 @@ class LSTMAutoregressive(tfd.Distribution):
         x = tf.convert_to_tensor(x)
         if x.dtype.is_bool or not (x.dtype.is_integer or x.dtype.is_floating):
             raise TypeError(f"{self.name}: tokens must be integers, got dtype {x.dtype.name}.")
+        self._check_static_length(x)
+        return tf.cast(x, tf.int32)
+
+    def _check_static_length(self, x):
+        """A statically known wrong event length is a ValueError, validate_args or not."""
         if x.shape.rank is not None and x.shape.rank == 0:
             raise ValueError(f"{self.name}: tokens must have shape [..., {self._num_steps}].")
         length = x.shape[-1] if x.shape.rank is not None else None
@@ -343,21 +348,29 @@ class LSTMAutoregressive(tfd.Distribution):
                 f"{self.name}: expected sequences of length num_steps={self._num_steps} "
                 f"in the last axis, got shape {x.shape.as_list()}."
             )
-        return tf.cast(x, tf.int32)
 
     # ----------------------------------------------------------------- validation
+    def _call_log_prob(self, value, name, **kwargs):
+        return super()._call_log_prob(_keep_float_dtype(value), name, **kwargs)
+
+    def _call_prob(self, value, name, **kwargs):
+        return super()._call_prob(_keep_float_dtype(value), name, **kwargs)
+
     def _sample_control_dependencies(self, x):
         if not self.validate_args:
             return []
         x = tf.convert_to_tensor(x)
-        assertions = [
-            tf.debugging.assert_equal(
-                tf.shape(x)[-1],
-                self._num_steps,
-                message=f"{self.name}: last axis of the tokens must have length "
-                f"num_steps={self._num_steps}.",
+        self._check_static_length(x)
+        assertions = []
+        if x.shape.rank is None or x.shape[-1] is None:
+            assertions.append(
+                tf.debugging.assert_equal(
+                    tf.shape(x)[-1],
+                    self._num_steps,
+                    message=f"{self.name}: last axis of the tokens must have length "
+                    f"num_steps={self._num_steps}.",
+                )
             )
-        ]
         if x.dtype.is_floating:
             assertions.append(
                 tf.debugging.assert_equal(
@@ -386,6 +399,14 @@ class LSTMAutoregressive(tfd.Distribution):
 
 
 # ---------------------------------------------------------------------- helpers
+def _keep_float_dtype(value):
+    """Convert numpy float tokens without TFP's int32 dtype hint (which would truncate
+    1.5 to 1 before `validate_args` could see it)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return tf.convert_to_tensor(value)
+    return value
+
+
 def _core_ndims(params: dict) -> dict:
     k = param_batch_ndims(params)
     return tf.nest.map_structure(lambda p: p.shape.rank - k, params)
