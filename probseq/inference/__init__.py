@@ -2,5 +2,34 @@
 
 from probseq.inference.callbacks import Callback, StepInfo
 from probseq.inference.map import FitResult, GaussianPrior, fit_map, global_norm_clip
+from probseq.inference.variational import (
+    ELBOTerms,
+    MeanFieldPosterior,
+    ScaleMixturePrior,
+    VariationalFitResult,
+    elbo_terms,
+    fit_variational,
+    joint_distribution,
+    kl_weight,
+    prior_distribution,
+    stateless_seed,
+)
 
-__all__ = ["Callback", "FitResult", "GaussianPrior", "StepInfo", "fit_map", "global_norm_clip"]
+__all__ = [
+    "Callback",
+    "ELBOTerms",
+    "FitResult",
+    "GaussianPrior",
+    "MeanFieldPosterior",
+    "ScaleMixturePrior",
+    "StepInfo",
+    "VariationalFitResult",
+    "elbo_terms",
+    "fit_map",
+    "fit_variational",
+    "global_norm_clip",
+    "joint_distribution",
+    "kl_weight",
+    "prior_distribution",
+    "stateless_seed",
+]

@@ -1,0 +1,29 @@
+"""Held-out evaluation: NLL per window and per character, bits/char, perplexity.
+
+`evaluate(model, ids)` scores a token text under an LSTM sequence model, either as
+independent windows from a zero state (the text8 tutorial's metric) or as one stream
+carrying the LSTM state across the text; params with a leading draw dim give per-draw
+pointwise log-likelihoods and the Monte Carlo posterior predictive.
+"""
+
+from probseq.evaluation.arviz_io import compare_models, elpd, lpd, to_inference_data
+from probseq.evaluation.evaluate import evaluate
+from probseq.evaluation.metrics import bits_per_char, log_mean_exp, nats_to_bits, perplexity
+from probseq.evaluation.posterior import PosteriorEvaluation, posterior_predictive, weight_summaries
+from probseq.evaluation.result import EvaluationResult
+
+__all__ = [
+    "EvaluationResult",
+    "PosteriorEvaluation",
+    "bits_per_char",
+    "compare_models",
+    "elpd",
+    "evaluate",
+    "log_mean_exp",
+    "lpd",
+    "nats_to_bits",
+    "perplexity",
+    "posterior_predictive",
+    "to_inference_data",
+    "weight_summaries",
+]

@@ -1,0 +1,174 @@
+"""Argument checking for `evaluate`: the model, its params, the temperature and the ids."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from probseq.distributions import LSTMAutoregressive
+from probseq.nn import LSTMNetwork, num_layers_of, sizes_of
+
+# Rank of every params leaf without leading draw dims.
+_CORE_RANKS = {"input_kernel": 2, "recurrent_kernel": 2, "bias": 1, "kernel": 2}
+
+
+class ResolvedModel(NamedTuple):
+    """What the kernels need: a params snapshot and the scoring settings."""
+
+    params: dict  # plain tensors, leaves `[S] + core` or `core`
+    vocab_size: int
+    num_draws: int | None  # None: no draw dim
+    temperature: float
+    default_num_steps: int | None
+
+
+def check_positive_int(name: str, value) -> int:
+    """`value` as an int if it is a positive integer (not bool), else a ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def resolve_model(model, params, temperature) -> ResolvedModel:
+    """Read params, sizes and temperature from an `LSTMNetwork`, distribution or dict."""
+    default_num_steps = None
+    if isinstance(model, LSTMAutoregressive):
+        if model.prefix is not None:
+            raise ValueError(
+                "evaluate scores text from a zero LSTM state; got an LSTMAutoregressive "
+                "with a prefix. Evaluate the unprimed distribution (prefix=None), or "
+                "prepend the prefix to the text yourself."
+            )
+        if model.temperature is not None:
+            if temperature is not None:
+                raise ValueError(
+                    "temperature was given both by the LSTMAutoregressive and as an "
+                    "argument; pass only one."
+                )
+            temperature = model.temperature
+        default_num_steps = model.num_steps
+        model_params = model.params
+    elif isinstance(model, LSTMNetwork):
+        model_params = model.params
+    elif isinstance(model, dict):
+        model_params = model
+    else:
+        raise TypeError(
+            "model must be an LSTMNetwork, an LSTMAutoregressive or a params dict, "
+            f"got {type(model).__name__}."
+        )
+    snapshot = _snapshot_params(model_params if params is None else params)
+    num_draws = _num_draws(snapshot)
+    if params is not None and model_params is not params:
+        _check_core_shapes(snapshot, _snapshot_params(model_params), num_draws)
+    vocab_size, _ = sizes_of(snapshot)
+    return ResolvedModel(
+        snapshot, vocab_size, num_draws, _check_temperature(temperature), default_num_steps
+    )
+
+
+def _snapshot_params(params) -> dict:
+    """Params as plain tensors (variables read once), after checking the layout."""
+    if not isinstance(params, dict) or "output" not in params or "layer_0" not in params:
+        raise ValueError(
+            "params must be a dict with keys 'layer_0', ..., 'output' as built by "
+            "probseq.nn.init_lstm_params (or LSTMNetwork.params)."
+        )
+    num_layers = num_layers_of(params)
+    expected = {f"layer_{i}" for i in range(num_layers)} | {"output"}
+    if set(params) != expected:
+        raise ValueError(f"params keys must be {sorted(expected)}, got {sorted(params)}.")
+    snapshot = tf.nest.map_structure(tf.convert_to_tensor, params)
+    dtypes = {leaf.dtype for leaf in tf.nest.flatten(snapshot)}
+    if len(dtypes) != 1 or not next(iter(dtypes)).is_floating:
+        raise TypeError(f"params must all share one float dtype, got {sorted(map(str, dtypes))}.")
+    return snapshot
+
+
+def _num_draws(params: dict) -> int | None:
+    """Size of the leading draw dim shared by all leaves (None if there is none)."""
+    leading = set()
+    for group in params.values():
+        for key, leaf in group.items():
+            core = _CORE_RANKS[key]
+            leading.add(tuple(leaf.shape[: leaf.shape.rank - core].as_list()))
+    if len(leading) != 1:
+        raise ValueError(f"all params must share the same leading dims, got {sorted(leading)}.")
+    (batch,) = leading
+    if len(batch) > 1:
+        raise ValueError(
+            "params may carry at most one leading dim (S draws); got leading shape "
+            f"{list(batch)}. Reshape the draws to [S, ...] first."
+        )
+    if not batch:
+        return None
+    if batch[0] is None or batch[0] < 1:
+        raise ValueError(f"the draw dim of params must be static and >= 1, got {batch[0]}.")
+    return int(batch[0])
+
+
+def _check_core_shapes(params: dict, reference: dict, num_draws: int | None) -> None:
+    """Explicit params must match the model's own layout (up to the draw dim)."""
+    ref_draws = _num_draws(reference)
+    try:
+        tf.nest.assert_same_structure(reference, params)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"params must have the structure of the model's params: {error}") from None
+    lead, ref_lead = int(num_draws is not None), int(ref_draws is not None)
+    for (path, leaf), ref in zip(_leaves(params), tf.nest.flatten(reference), strict=True):
+        if leaf.shape[lead:] != ref.shape[ref_lead:]:
+            raise ValueError(
+                f"params[{path}] has core shape {leaf.shape[lead:]}, the model's is "
+                f"{ref.shape[ref_lead:]}."
+            )
+
+
+def _leaves(params: dict) -> list:
+    """`(path, leaf)` pairs in `tf.nest.flatten` order (sorted keys)."""
+    return [
+        (f"{group!r}][{key!r}", params[group][key])
+        for group in sorted(params)
+        for key in sorted(params[group])
+    ]
+
+
+def _check_temperature(temperature) -> float:
+    if temperature is None:
+        return 1.0
+    value = np.asarray(tf.convert_to_tensor(temperature))
+    if value.ndim != 0:
+        raise ValueError(f"temperature must be a scalar, got shape {list(value.shape)}.")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0.0:
+        raise ValueError(f"temperature must be positive and finite, got {value}.")
+    return value
+
+
+def check_ids(ids, vocab_size: int, num_steps: int) -> np.ndarray:
+    """Token ids as a 1-D int32 NumPy array, after type, shape, length and range checks."""
+    if tf.is_tensor(ids):
+        ids = ids.numpy()
+    array = np.asarray(ids)
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"ids must be an integer array, got dtype {array.dtype}.")
+    if array.ndim != 1:
+        raise ValueError(f"ids must be 1-D, got shape {list(array.shape)}.")
+    if array.size < num_steps:
+        raise ValueError(
+            f"ids has length {array.size}, shorter than one window of num_steps={num_steps}."
+        )
+    bad = (array < 0) | (array >= vocab_size)
+    if bad.any():
+        positions = np.flatnonzero(bad)
+        values = np.unique(array[positions])
+        shown = ", ".join(map(str, values[:10])) + (", ..." if values.size > 10 else "")
+        raise ValueError(
+            f"ids must be in [0, {vocab_size}) (vocab_size={vocab_size}); found "
+            f"{positions.size} out-of-range id(s) with values {{{shown}}}, first at "
+            f"position {positions[0]}."
+        )
+    return array.astype(np.int32, copy=False)

@@ -1,0 +1,129 @@
+"""Compiled scoring kernels: a batch of independent windows, and a chunk of a stream.
+
+Both take the params as an argument (a dict of tensors, optionally with a leading draw
+dim `S`, written `pb` below) so one trace serves every model of the same shapes. The
+compiled functions are built lazily, once per `jit_compile` setting, and traced once per
+input shape; the drivers keep shapes fixed by padding.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import tensorflow as tf
+
+from probseq.nn import LSTMState, lstm_logits, lstm_start, param_batch_ndims, sizes_of
+
+
+def _param_batch_shape(params: dict) -> tf.Tensor:
+    return tf.shape(params["output"]["bias"])[: param_batch_ndims(params)]
+
+
+def _broadcast_tokens(tokens: tf.Tensor, params: dict) -> tf.Tensor:
+    """`rest + [T]` tokens -> `pb + rest + [T]` (the layout the nn core wants)."""
+    if param_batch_ndims(params) == 0:
+        return tokens
+    return tf.broadcast_to(tokens, tf.concat([_param_batch_shape(params), tf.shape(tokens)], 0))
+
+
+def _broadcast_state(state: tuple[LSTMState, ...], lead: tf.Tensor) -> tuple[LSTMState, ...]:
+    """Start state `pb + [H]` -> `pb + [B] + [H]` where `lead = pb + [B]`."""
+    return tf.nest.map_structure(
+        lambda s: tf.broadcast_to(s[..., None, :], tf.concat([lead, tf.shape(s)[-1:]], 0)), state
+    )
+
+
+def _time_major(x: tf.Tensor) -> tf.Tensor:
+    rank = x.shape.rank
+    return tf.transpose(x, [rank - 1, *range(rank - 1)])
+
+
+def window_log_probs(params: dict, tokens: tf.Tensor, temperature: tf.Tensor) -> tf.Tensor:
+    """Log-probability of each window, every window started from a zero state.
+
+    Args:
+      params: params structure, param batch shape `pb` (`[]` or `[S]`).
+      tokens: int32 `[B, T]` windows.
+      temperature: scalar float, divides every logit.
+
+    Returns:
+      `pb + [B]` log-likelihoods in nats (`log softmax(start)[x_1] + sum_{t>=2} ...`).
+    """
+    vocab_size, _ = sizes_of(params)
+    num_steps = tokens.shape[-1]
+    tokens = _broadcast_tokens(tokens, params)  # :: pb + [B, T]
+    lead = tf.shape(tokens)[:-1]  # pb + [B]
+    start_logits, start_state = lstm_start(params)  # :: pb + [V], pb + [H]
+    logits = tf.broadcast_to(start_logits[..., None, :], tf.concat([lead, [vocab_size]], 0))
+    logits = logits[None]  # :: [1] + pb + [B, V]
+    if num_steps > 1:
+        state = _broadcast_state(start_state, lead)
+        rest, _ = lstm_logits(params, tokens[..., :-1], state, time_major=True)
+        logits = tf.concat([logits, rest], axis=0)  # :: [T] + pb + [B, V]
+    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=_time_major(tokens), logits=logits / temperature
+    )  # :: [T] + pb + [B]
+    return -tf.reduce_sum(nll, axis=0)
+
+
+def stream_start(
+    params: dict, first_tokens: tf.Tensor, temperature: tf.Tensor
+) -> tuple[tf.Tensor, tuple[LSTMState, ...]]:
+    """Score the first token of each stream from the start step; return the state after it.
+
+    Args:
+      params: params structure, param batch shape `pb`.
+      first_tokens: int32 `[B]`, the first token of each of `B` streams.
+      temperature: scalar float.
+
+    Returns:
+      log-probabilities `pb + [B]` in nats, and per-layer state `pb + [B, H]` after the
+      start step (the state that reads the first token next).
+    """
+    logits, state = lstm_start(params)  # :: pb + [V], pb + [H]
+    log_probs = tf.nn.log_softmax(logits / temperature, axis=-1)
+    lead = tf.concat([_param_batch_shape(params), tf.shape(first_tokens)], 0)
+    return tf.gather(log_probs, first_tokens, axis=-1), _broadcast_state(state, lead)
+
+
+def stream_chunk(
+    params: dict,
+    state: tuple[LSTMState, ...],
+    inputs: tf.Tensor,
+    targets: tf.Tensor,
+    mask: tf.Tensor,
+    temperature: tf.Tensor,
+) -> tuple[tf.Tensor, tuple[LSTMState, ...]]:
+    """Teacher-forced pass over one chunk of `B` streams, carrying the LSTM state.
+
+    Args:
+      params: params structure, param batch shape `pb`.
+      state: per-layer `LSTMState`, each `pb + [B, H]`, after the previous chunk.
+      inputs: int32 `[B, C]` tokens read in this chunk.
+      targets: int32 `[B, C]` the token following each input (the one scored).
+      mask: bool `[B, C]`, False on padding (its targets are not scored).
+      temperature: scalar float.
+
+    Returns:
+      summed log-likelihood of the chunk's targets `pb + [B]` in nats, and the new state
+      (meaningful only if the chunk has no padding).
+    """
+    logits, state = lstm_logits(
+        params, _broadcast_tokens(inputs, params), state, time_major=True
+    )  # :: [C] + pb + [B, V]
+    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=_time_major(_broadcast_tokens(targets, params)), logits=logits / temperature
+    )  # :: [C] + pb + [B]
+    mask = _time_major(mask)  # :: [C, B]
+    mask = tf.reshape(
+        mask, tf.concat([tf.shape(mask)[:1], tf.ones_like(_param_batch_shape(params)), [-1]], 0)
+    )
+    nll = tf.where(mask, nll, tf.zeros_like(nll))
+    return -tf.reduce_sum(nll, axis=0), state
+
+
+@functools.cache
+def compiled(kind: str, jit_compile: bool):
+    """The `tf.function` for `kind` in {"windows", "chunk", "start"} (built on first use)."""
+    fn = {"windows": window_log_probs, "chunk": stream_chunk, "start": stream_start}[kind]
+    return tf.function(fn, jit_compile=jit_compile, reduce_retracing=False)
