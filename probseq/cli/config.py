@@ -75,6 +75,10 @@ class TrainConfig:
         _check(self.clip_norm is None or self.clip_norm > 0, "clip_norm must be > 0 or None")
         _check(self.method in ("map", "variational"), "method must be 'map' or 'variational'")
         _check(self.prior_scale is None or self.prior_scale > 0, "prior_scale must be > 0")
+        _check(
+            self.method != "variational" or self.prior_scale is not None,
+            "method='variational' needs a prior: set prior_scale to a number",
+        )
         _check(self.posterior_init_scale > 0, "posterior_init_scale must be > 0")
         _check(self.num_draws_per_step >= 1, "num_draws_per_step must be >= 1")
         _check(self.kl_annealing_steps >= 0, "kl_annealing_steps must be >= 0")

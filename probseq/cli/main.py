@@ -3,6 +3,7 @@
     probseq train --corpus shakespeare --run-dir runs/shk [--config FILE] [--hidden-size N ...]
     probseq evaluate RUN_DIR [--split test | --text PATH] [--mode windows|stream] [--json]
     probseq sample RUN_DIR --prime "The " --length 500 [--temperature 0.8] [--seed 1]
+    probseq compare RUN_DIR RUN_DIR ... [--split test] [--draws 100]
 
 Run `probseq COMMAND --help` for every flag.
 """
@@ -89,7 +90,41 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--temperature", type=float, default=1.0)
     sample.add_argument("--seed", type=int, default=1)
     sample.add_argument("--num-samples", type=int, default=1)
+    compare = commands.add_parser(
+        "compare", help="ArviZ comparison (elpd, se, weights) of runs on held-out windows"
+    )
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    compare.add_argument("--draws", type=int, default=100, help="posterior draws (VI runs)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of posterior draws")
+    compare.add_argument("--max-chars", type=int, help="use only the first N characters")
+    compare.add_argument("--ic", choices=("loo", "waic"), default="loo")
+    compare.add_argument("--json", action="store_true", help="print the table as JSON")
     return parser
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from probseq.cli.runs import compare_runs
+
+    table, num_windows = compare_runs(
+        args.run_dirs,
+        split=args.split,
+        num_draws=args.draws,
+        seed=args.seed,
+        max_chars=args.max_chars,
+        ic=args.ic,
+    )
+    if args.json:
+        print(table.to_json(orient="index"))
+        return 0
+    columns = [c for c in table.columns if c not in ("scale", "warning")]
+    print(f"ArviZ comparison on {num_windows} held-out windows ({args.split} split), log scale:")
+    print(table[columns].to_string(float_format=lambda v: f"{v:.2f}"))
+    print(
+        "elpd: expected log predictive density (higher is better); se: its standard error; "
+        "weight: stacking weight. Point estimates (MAP) enter with their plug-in value."
+    )
+    return 0
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
@@ -168,7 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     from probseq.cli.rundir import RunDirError
     from probseq.data import CorpusError, DownloadError, UnknownCharacterError
 
-    handlers = {"train": _run_train, "evaluate": _run_evaluate, "sample": _run_sample}
+    handlers = {
+        "train": _run_train,
+        "evaluate": _run_evaluate,
+        "sample": _run_sample,
+        "compare": _run_compare,
+    }
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -29,7 +29,6 @@ from probseq.cli.config import (
     resolve_config,
 )
 from probseq.data import Vocabulary
-from probseq.nn import LSTMNetwork
 
 __all__ = ["RunDir", "RunDirError"]
 
@@ -113,13 +112,6 @@ class RunDir:
             raise RunDirError(f"vocabulary of run {self.path} is unusable: {error}") from None
 
     # ------------------------------------------------------------ checkpoints
-    def checkpoint(self, network: LSTMNetwork, optimizer=None, **extra) -> tf.train.Checkpoint:
-        """The `tf.train.Checkpoint` object for this run's state."""
-        items: dict[str, Any] = {"network": network, **extra}
-        if optimizer is not None:
-            items["optimizer"] = optimizer
-        return tf.train.Checkpoint(**items)
-
     def latest_checkpoint(self) -> str | None:
         """Path prefix of the newest checkpoint, or None."""
         return tf.train.latest_checkpoint(str(self.checkpoint_dir))
@@ -160,8 +152,3 @@ class RunDir:
         tmp = self.metrics_path.with_name(f".metrics.json.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self.metrics_path)
-
-
-def build_network(config: TrainConfig, vocab_size: int) -> LSTMNetwork:
-    """The network described by a config."""
-    return LSTMNetwork(vocab_size, config.hidden_size, config.num_layers, seed=(config.seed, 0))

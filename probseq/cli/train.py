@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from probseq.cli.config import ARCHITECTURE_FIELDS, TrainConfig
+from probseq.cli.models import RunModel
 from probseq.cli.reporting import (
     CheckpointCallback,
     ProgressCallback,
@@ -20,11 +21,10 @@ from probseq.cli.reporting import (
     TimeBudgetCallback,
     plot_learning_curve,
 )
-from probseq.cli.rundir import RunDir, RunDirError, build_network
+from probseq.cli.rundir import RunDir, RunDirError
 from probseq.data import load_corpus, random_windows
 from probseq.distributions import LSTMAutoregressive
-from probseq.evaluation import evaluate
-from probseq.inference import GaussianPrior, fit_map
+from probseq.inference import fit_map, fit_variational
 
 __all__ = ["learning_rate_schedule", "train"]
 
@@ -114,14 +114,15 @@ def train(
     train_ids = corpus.ids("train")
     valid_ids = corpus.ids("valid")
 
-    network = build_network(config, len(vocabulary))
+    model = RunModel(config, len(vocabulary))
+    network = model.network
     import tf_keras
 
     optimizer = tf_keras.optimizers.Adam(learning_rate=learning_rate_schedule(config))
-    checkpoint = rd.checkpoint(network, optimizer)
+    checkpoint = tf.train.Checkpoint(optimizer=optimizer, **model.checkpoint_items())
     if resuming and rd.latest_checkpoint() is not None:
         # Build the optimizer's slots first so a restore can be checked object by object.
-        optimizer.build(network.trainable_variables)
+        optimizer.build(model.trainable_variables)
         latest = rd.restore(checkpoint)
         start_step = int(optimizer.iterations.numpy())
         _say(
@@ -154,17 +155,24 @@ def train(
             f"Note: prime {config.prime!r} has characters outside the vocabulary; "
             "samples during training are unprimed.",
         )
-    sampler = _make_sampler(network, config, vocabulary.encode(prime) if prime else None)
+    sampler = model.sampler(
+        config.sample_length, prefix=vocabulary.encode(prime).astype(np.int32) if prime else None
+    )
 
     def eval_fn() -> dict[str, Any]:
-        result = evaluate(network, eval_ids, num_steps=config.num_steps, mode="windows")
+        result = model.evaluate(
+            eval_ids, num_steps=config.num_steps, seed=config.seed, num_train_chars=len(train_ids)
+        )
         step = int(optimizer.iterations.numpy())
-        text = vocabulary.decode(sampler(step))
-        return {
-            "valid_bits_per_char": result.bits_per_char,
-            "valid_nll_nats_per_window": result.nll_nats_per_window,
-            "sample": prime + text,
+        metrics = {
+            "valid_bits_per_char": result["bits_per_char"],
+            "valid_nll_nats_per_window": result["nll_nats_per_window"],
         }
+        if model.variational:
+            metrics["valid_plug_in_bits_per_char"] = result["plug_in_bits_per_char"]
+            metrics["valid_elbo_bound_bits_per_char"] = result["elbo_bound_bits_per_char"]
+        metrics["sample"] = prime + vocabulary.decode(sampler([config.seed, step])[0])
+        return metrics
 
     history = rd.load_metrics().get("history", []) if resuming else []
     chars_per_step = config.batch_size * config.num_steps
@@ -184,21 +192,31 @@ def train(
     ]
     started = time.perf_counter()
     interrupted = False
+    common = dict(
+        num_examples=num_windows,
+        num_steps=remaining,
+        prior=model.prior,
+        optimizer=optimizer,
+        clip_norm=config.clip_norm,
+        callbacks=callbacks,
+        eval_fn=eval_fn,
+        eval_every=config.eval_every,
+        initial_step=start_step,
+        jit_compile=config.jit_compile,
+    )
     try:
-        result = fit_map(
-            distribution,
-            dataset,
-            num_examples=num_windows,
-            num_steps=remaining,
-            prior=GaussianPrior(config.prior_scale) if config.prior_scale else None,
-            optimizer=optimizer,
-            clip_norm=config.clip_norm,
-            callbacks=callbacks,
-            eval_fn=eval_fn,
-            eval_every=config.eval_every,
-            initial_step=start_step,
-            jit_compile=config.jit_compile,
-        )
+        if model.variational:
+            result = fit_variational(
+                distribution,
+                dataset,
+                surrogate=model.surrogate,
+                num_draws_per_step=config.num_draws_per_step,
+                kl_annealing_steps=config.kl_annealing_steps,
+                seed=config.seed,
+                **common,
+            )
+        else:
+            result = fit_map(distribution, dataset, **common)
         evaluations = result.evaluations
     except KeyboardInterrupt:
         interrupted = True
@@ -216,42 +234,25 @@ def train(
         _say(out, f"Resume with: probseq train --run-dir {rd.path}")
         raise KeyboardInterrupt
     history.extend(progress_bar.history)
-    metrics = _final_metrics(rd, config, network, valid_ids, history, evaluations, final_step)
+    metrics = _final_metrics(rd, config, model, valid_ids, len(train_ids), history, evaluations)
+    metrics["step"] = final_step
     metrics["train_seconds_this_invocation"] = time.perf_counter() - started
     rd.save_metrics(metrics)
     plot_learning_curve(history, metrics["evaluations"], rd.path / "learning_curve.png")
     return metrics
 
 
-def _make_sampler(network, config: TrainConfig, prime_ids):
-    distribution = LSTMAutoregressive(
-        network, config.sample_length, prefix=None if prime_ids is None else prime_ids
-    )
-
-    @tf.function
-    def sample(seed):
-        return distribution.sample(seed=seed)
-
-    return lambda step: sample(tf.constant([config.seed, step], tf.int32)).numpy()
-
-
-def _final_metrics(rd, config, network, valid_ids, history, evaluations, final_step):
+def _final_metrics(rd, config, model, valid_ids, num_train_chars, history, evaluations):
     previous = rd.load_metrics().get("evaluations", [])
-    evaluations = previous + [
-        {k: v for k, v in e.items() if k != "sample"} | {"sample": e.get("sample", "")}
-        for e in evaluations
-    ]
-    valid = evaluate(network, valid_ids, num_steps=config.num_steps, mode="windows")
+    valid = model.evaluate(
+        valid_ids, num_steps=config.num_steps, seed=config.seed, num_train_chars=num_train_chars
+    )
+    recent = [h["nll_nats_per_char"] for h in history[-50:]]
     return {
-        "step": final_step,
         "config": config.to_dict(),
-        "valid": valid.as_dict(),
-        "valid_bits_per_char": valid.bits_per_char,
-        "evaluations": evaluations,
+        "valid": valid,
+        "valid_bits_per_char": valid["bits_per_char"],
+        "evaluations": previous + list(evaluations),
         "history": history,
-        "train_loss_bits_per_char": (
-            float(np.mean([h["loss_nats_per_char"] for h in history[-50:]]) / LN2)
-            if history
-            else None
-        ),
+        "train_nll_bits_per_char": float(np.mean(recent) / LN2) if recent else None,
     }
