@@ -180,7 +180,7 @@ def posterior_predictive(
     num_streams: int = 1,
     temperature: float | None = None,
     progress: Callable[[int, int], None] | None = None,
-    jit_compile: bool = True,
+    jit_compile: bool | None = None,
 ) -> PosteriorEvaluation:
     """Posterior predictive, plug-in and ELBO bound of a surrogate posterior on a text.
 
