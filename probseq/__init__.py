@@ -1,7 +1,15 @@
 """probseq: LSTM sequence models as TensorFlow Probability distributions."""
 
-from probseq.distributions import LSTMAutoregressive
-from probseq.nn import LSTMNetwork
+from probseq.distributions import EncoderDecoder, LSTMAutoregressive, beam_search, greedy_decode
+from probseq.nn import LSTMNetwork, Seq2SeqNetwork
 
 __version__ = "0.1.0"
-__all__ = ["LSTMAutoregressive", "LSTMNetwork", "__version__"]
+__all__ = [
+    "EncoderDecoder",
+    "LSTMAutoregressive",
+    "LSTMNetwork",
+    "Seq2SeqNetwork",
+    "__version__",
+    "beam_search",
+    "greedy_decode",
+]

@@ -13,7 +13,7 @@ from tensorflow_probability.python.internal import (
     tensor_util,
 )
 
-from probseq.nn import lstm_logits, lstm_start, lstm_step, param_batch_ndims
+from probseq.nn import cell_logits, cell_start, cell_step, param_batch_ndims
 
 tfd = tfp.distributions
 
@@ -21,7 +21,11 @@ __all__ = ["LSTMAutoregressive"]
 
 
 class LSTMAutoregressive(tfd.Distribution):
-    """Autoregressive distribution over `num_steps` tokens with LSTM conditionals.
+    """Autoregressive distribution over `num_steps` tokens with recurrent conditionals.
+
+    The name says LSTM, the default and the reference model; a network built with
+    `cell="gru"` or `cell="rnn"` gives the same distribution with those cells (one class,
+    one contract, rather than a second cell-agnostic name).
 
     `p(x_1..x_T | prefix) = prod_t Categorical(x_t | logits_t / temperature)` where
     `logits_t` is the network's output after reading the prefix and `x_1..x_{t-1}`.
@@ -94,6 +98,7 @@ class LSTMAutoregressive(tfd.Distribution):
             raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
         with tf.name_scope(name) as name:
             self._network = network
+            self._cell = getattr(network, "cell", "lstm")
             self._num_steps = int(num_steps)
             float_dtype = network.dtype
             self._params = None if params is None else _check_params(network, params)
@@ -222,7 +227,7 @@ class LSTMAutoregressive(tfd.Distribution):
 
         Returns logits `batch + [V]` and per-layer state `batch + [H]`.
         """
-        logits, state = lstm_start(params)  # :: pb + [V], pb + [H]
+        logits, state = cell_start(params, cell=self._cell)  # :: pb + [V], pb + [H]
         if self._prefix is None:
             logits = tf.broadcast_to(logits, tf.concat([batch_shape, tf.shape(logits)[-1:]], 0))
             state = _broadcast_state(state, batch_shape)
@@ -231,7 +236,7 @@ class LSTMAutoregressive(tfd.Distribution):
             self._prefix, tf.concat([batch_shape, tf.shape(self._prefix)[-1:]], 0)
         )
         state = _broadcast_state(state, batch_shape)
-        logits_tm, state = lstm_logits(params, prefix, state, time_major=True)
+        logits_tm, state = cell_logits(params, prefix, state, cell=self._cell, time_major=True)
         return logits_tm[-1], state
 
     def _temperature_for(self, batch_shape, trailing: int, leading: int = 0):
@@ -276,7 +281,7 @@ class LSTMAutoregressive(tfd.Distribution):
         tokens = tokens.write(0, first)
 
         def body(t, token, state, tokens):
-            logits, state = lstm_step(params, token, state)
+            logits, state = cell_step(params, token, state, cell=self._cell)
             token = draw(logits, seeds[t])
             return t + 1, token, state, tokens.write(t, token)
 
@@ -318,7 +323,7 @@ class LSTMAutoregressive(tfd.Distribution):
             for _ in range(sample_rank):
                 state = _expand_state(state)
             state = _broadcast_state(state, lead)
-            rest, _ = lstm_logits(params, x[..., :-1], state, time_major=True)
+            rest, _ = cell_logits(params, x[..., :-1], state, cell=self._cell, time_major=True)
             logits = tf.concat([logits0, rest], axis=0)  # :: [T] + batch + sample + [V]
         else:
             logits = logits0

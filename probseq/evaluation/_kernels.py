@@ -12,7 +12,7 @@ import functools
 
 import tensorflow as tf
 
-from probseq.nn import LSTMState, lstm_logits, lstm_start, param_batch_ndims, sizes_of
+from probseq.nn import cell_logits, cell_start, param_batch_ndims, sizes_of
 
 
 def _param_batch_shape(params: dict) -> tf.Tensor:
@@ -26,7 +26,7 @@ def _broadcast_tokens(tokens: tf.Tensor, params: dict) -> tf.Tensor:
     return tf.broadcast_to(tokens, tf.concat([_param_batch_shape(params), tf.shape(tokens)], 0))
 
 
-def _broadcast_state(state: tuple[LSTMState, ...], lead: tf.Tensor) -> tuple[LSTMState, ...]:
+def _broadcast_state(state: tuple, lead: tf.Tensor) -> tuple:
     """Start state `pb + [H]` -> `pb + [B] + [H]` where `lead = pb + [B]`."""
     return tf.nest.map_structure(
         lambda s: tf.broadcast_to(s[..., None, :], tf.concat([lead, tf.shape(s)[-1:]], 0)), state
@@ -53,12 +53,12 @@ def window_log_probs(params: dict, tokens: tf.Tensor, temperature: tf.Tensor) ->
     num_steps = tokens.shape[-1]
     tokens = _broadcast_tokens(tokens, params)  # :: pb + [B, T]
     lead = tf.shape(tokens)[:-1]  # pb + [B]
-    start_logits, start_state = lstm_start(params)  # :: pb + [V], pb + [H]
+    start_logits, start_state = cell_start(params)  # :: pb + [V], pb + [H]
     logits = tf.broadcast_to(start_logits[..., None, :], tf.concat([lead, [vocab_size]], 0))
     logits = logits[None]  # :: [1] + pb + [B, V]
     if num_steps > 1:
         state = _broadcast_state(start_state, lead)
-        rest, _ = lstm_logits(params, tokens[..., :-1], state, time_major=True)
+        rest, _ = cell_logits(params, tokens[..., :-1], state, time_major=True)
         logits = tf.concat([logits, rest], axis=0)  # :: [T] + pb + [B, V]
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=_time_major(tokens), logits=logits / temperature
@@ -68,7 +68,7 @@ def window_log_probs(params: dict, tokens: tf.Tensor, temperature: tf.Tensor) ->
 
 def stream_start(
     params: dict, first_tokens: tf.Tensor, temperature: tf.Tensor
-) -> tuple[tf.Tensor, tuple[LSTMState, ...]]:
+) -> tuple[tf.Tensor, tuple]:
     """Score the first token of each stream from the start step; return the state after it.
 
     Args:
@@ -80,7 +80,7 @@ def stream_start(
       log-probabilities `pb + [B]` in nats, and per-layer state `pb + [B, H]` after the
       start step (the state that reads the first token next).
     """
-    logits, state = lstm_start(params)  # :: pb + [V], pb + [H]
+    logits, state = cell_start(params)  # :: pb + [V], pb + [H]
     log_probs = tf.nn.log_softmax(logits / temperature, axis=-1)
     lead = tf.concat([_param_batch_shape(params), tf.shape(first_tokens)], 0)
     return tf.gather(log_probs, first_tokens, axis=-1), _broadcast_state(state, lead)
@@ -88,12 +88,12 @@ def stream_start(
 
 def stream_chunk(
     params: dict,
-    state: tuple[LSTMState, ...],
+    state: tuple,
     inputs: tf.Tensor,
     targets: tf.Tensor,
     mask: tf.Tensor,
     temperature: tf.Tensor,
-) -> tuple[tf.Tensor, tuple[LSTMState, ...]]:
+) -> tuple[tf.Tensor, tuple]:
     """Teacher-forced pass over one chunk of `B` streams, carrying the LSTM state.
 
     Args:
@@ -108,7 +108,7 @@ def stream_chunk(
       summed log-likelihood of the chunk's targets `pb + [B]` in nats, and the new state
       (meaningful only if the chunk has no padding).
     """
-    logits, state = lstm_logits(
+    logits, state = cell_logits(
         params, _broadcast_tokens(inputs, params), state, time_major=True
     )  # :: [C] + pb + [B, V]
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(

@@ -4,7 +4,6 @@ from probseq.nn.cells import (
     CELL_NAMES,
     Cell,
     HiddenState,
-    Seq2SeqNetwork,
     cell_encode,
     cell_hidden,
     cell_initial_state,
@@ -26,7 +25,7 @@ from probseq.nn.lstm import (
     param_batch_ndims,
     sizes_of,
 )
-from probseq.nn.network import LSTMNetwork, init_lstm_params
+from probseq.nn.network import LSTMNetwork, Seq2SeqNetwork, init_lstm_params
 
 __all__ = [
     "CELL_NAMES",

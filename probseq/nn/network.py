@@ -1,26 +1,13 @@
-"""`LSTMNetwork`: a `tf.Module` owning the `tf.Variable`s of an LSTM params structure."""
+"""`tf.Module`s owning the `tf.Variable`s of params structures: `LSTMNetwork`, `Seq2SeqNetwork`."""
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.internal import samplers
 
-__all__ = ["LSTMNetwork", "init_lstm_params"]
+from probseq.nn.cells import get_cell, init_cell_params, init_seed
 
-
-def _glorot(shape: list[int], seed, dtype) -> tf.Tensor:
-    limit = (6.0 / (shape[-2] + shape[-1])) ** 0.5
-    return tf.random.stateless_uniform(shape, seed, -limit, limit, dtype=dtype)
-
-
-def _orthogonal_blocks(hidden: int, blocks: int, seed, dtype) -> tf.Tensor:
-    """`[H, blocks*H]`: `blocks` independent orthogonal `H x H` matrices side by side."""
-    gaussian = tf.random.stateless_normal([blocks, hidden, hidden], seed, dtype=dtype)
-    q, r = tf.linalg.qr(gaussian)
-    # Sign correction makes Q Haar-distributed (Mezzadri 2007).
-    q = q * tf.sign(tf.linalg.diag_part(r))[:, None, :]
-    return tf.concat(tf.unstack(q), axis=-1)
+__all__ = ["LSTMNetwork", "Seq2SeqNetwork", "init_lstm_params"]
 
 
 def init_lstm_params(
@@ -30,29 +17,15 @@ def init_lstm_params(
     seed=None,
     dtype=tf.float32,
 ) -> dict:
-    """A freshly initialized params structure (plain tensors).
+    """A freshly initialized LSTM params structure (plain tensors).
 
     Input and output kernels are Glorot-uniform, recurrent kernels orthogonal per gate,
-    biases zero (the forget gate's +1 lives in the cell equation).
+    biases zero (the forget gate's +1 lives in the cell equation). An int seed `s` means
+    the pair `(s, 0)`: the same seed gives the same weights.
     """
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        # A Python int seeds the initialization reproducibly (TFP's sanitize_seed would
-        # turn it into a draw from stateful ops, which differs from call to call).
-        seed = (int(seed), 0)
-    seeds = samplers.split_seed(samplers.sanitize_seed(seed), n=2 * num_layers + 1)
-    params = {}
-    for index in range(num_layers):
-        rows = vocab_size if index == 0 else hidden_size
-        params[f"layer_{index}"] = {
-            "input_kernel": _glorot([rows, 4 * hidden_size], seeds[2 * index], dtype),
-            "recurrent_kernel": _orthogonal_blocks(hidden_size, 4, seeds[2 * index + 1], dtype),
-            "bias": tf.zeros([4 * hidden_size], dtype),
-        }
-    params["output"] = {
-        "kernel": _glorot([hidden_size, vocab_size], seeds[-1], dtype),
-        "bias": tf.zeros([vocab_size], dtype),
-    }
-    return params
+    return init_cell_params(
+        vocab_size, hidden_size, num_layers, cell="lstm", seed=seed, dtype=dtype
+    )
 
 
 def _check_positive_int(name: str, value) -> int:
@@ -71,6 +44,9 @@ class LSTMNetwork(tf.Module):
       seed: initialization seed (int, pair of ints or shape-[2] tensor); the same seed
         gives the same weights. `None` draws a fresh one.
       dtype: float dtype of the variables.
+      name: module name.
+      cell: `"lstm"` (default), `"gru"` or `"rnn"` (equations in `probseq.nn.cells`);
+        the class keeps its name for every cell.
 
     `.params` is the nested dict of `tf.Variable`s that the functional core in
     `probseq.nn` consumes (layout in `probseq.nn.lstm`).
@@ -91,18 +67,98 @@ class LSTMNetwork(tf.Module):
         seed=None,
         dtype=tf.float32,
         name: str | None = None,
+        *,
+        cell: str = "lstm",
     ):
         super().__init__(name=name or "LSTMNetwork")
         self.vocab_size = _check_positive_int("vocab_size", vocab_size)
         self.hidden_size = _check_positive_int("hidden_size", hidden_size)
         self.num_layers = _check_positive_int("num_layers", num_layers)
         self.dtype = tf.as_dtype(dtype)
+        self.cell = get_cell(cell).name
         with self.name_scope:
-            init = init_lstm_params(vocab_size, hidden_size, num_layers, seed, self.dtype)
+            init = init_cell_params(
+                vocab_size, hidden_size, num_layers, cell=self.cell, seed=seed, dtype=self.dtype
+            )
             self.params = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=True), init)
 
     def __repr__(self) -> str:
         return (
             f"LSTMNetwork(vocab_size={self.vocab_size}, hidden_size={self.hidden_size}, "
-            f"num_layers={self.num_layers})"
+            f"num_layers={self.num_layers}, cell={self.cell!r})"
+        )
+
+
+class Seq2SeqNetwork(tf.Module):
+    """Encoder and decoder recurrent stacks (same cell, sizes and depth) as variables.
+
+    Args:
+      source_vocab_size: symbols of the source (encoder input) vocabulary.
+      target_vocab_size: symbols of the target (decoder input and output) vocabulary.
+      hidden_size: `H`, units per layer of both stacks.
+      num_layers: stacked layers of both stacks; decoder layer `l` starts from the
+        encoder's final state of layer `l`.
+      cell: `"lstm"`, `"gru"` or `"rnn"`.
+      seed: initialization seed (int, pair or shape-[2] tensor; an int `s` means
+        `(s, 0)`); None draws a fresh one.
+      dtype: float dtype of the variables.
+
+    `.params` is `{"encoder": <layers, no output head>, "decoder": <layers + "output">}`
+    in the layout of `probseq.nn.cells`; the encoder's `layer_0/input_kernel` is its own
+    source embedding `[V_src, G*H]`, the decoder's is `[V_tgt, G*H]`.
+
+    #### Examples
+
+    ```python
+    net = probseq.nn.Seq2SeqNetwork(100, 100, hidden_size=64, cell="gru", seed=1)
+    net.params["decoder"]["output"]["kernel"].shape  # ==> [64, 100]
+    ```
+    """
+
+    def __init__(
+        self,
+        source_vocab_size: int,
+        target_vocab_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        seed=None,
+        dtype=tf.float32,
+        name: str | None = None,
+    ):
+        super().__init__(name=name or "Seq2SeqNetwork")
+        self.source_vocab_size = _check_positive_int("source_vocab_size", source_vocab_size)
+        self.target_vocab_size = _check_positive_int("target_vocab_size", target_vocab_size)
+        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
+        self.num_layers = _check_positive_int("num_layers", num_layers)
+        self.cell = get_cell(cell).name
+        self.dtype = tf.as_dtype(dtype)
+        encoder_seed, decoder_seed = samplers.split_seed(init_seed(seed), n=2)
+        common = dict(cell=self.cell, dtype=self.dtype)
+        init = {
+            "encoder": init_cell_params(
+                source_vocab_size,
+                hidden_size,
+                num_layers,
+                output=False,
+                seed=encoder_seed,
+                **common,
+            ),
+            "decoder": init_cell_params(
+                target_vocab_size, hidden_size, num_layers, seed=decoder_seed, **common
+            ),
+        }
+        with self.name_scope:
+            self.params = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=True), init)
+
+    @property
+    def vocab_size(self) -> int:
+        """The target vocabulary size (what the decoder's distributions range over)."""
+        return self.target_vocab_size
+
+    def __repr__(self) -> str:
+        return (
+            f"Seq2SeqNetwork(source_vocab_size={self.source_vocab_size}, "
+            f"target_vocab_size={self.target_vocab_size}, hidden_size={self.hidden_size}, "
+            f"num_layers={self.num_layers}, cell={self.cell!r})"
         )

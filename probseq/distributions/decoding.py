@@ -1,0 +1,175 @@
+"""Greedy (argmax) decoding and beam search on an `EncoderDecoder`.
+
+Both run in one `tf.while_loop` over target steps on top of
+`EncoderDecoder.decoder_start()` (the encoded source and a decoder step function), so they
+work under `tf.function` and `jit_compile=True`, with batched sources and batched params.
+
+#### Beam search
+
+Keep the `K` best prefixes (by their exact log-probability under the distribution,
+temperature included). At every step, each of the `K` prefixes is extended by each of
+the `V` tokens and the best `K` of the `K * V` candidates are kept (`tf.math.top_k`).
+The initial beam is one empty prefix with score 0 and `K - 1` empty prefixes with score
+`-inf`, so the beam never holds duplicates; with `K >= V**T` it enumerates every
+sequence, and its first entry is the exact mode. Returned scores are the summed
+per-step log-probabilities, which equal `dist.log_prob(tokens)` up to float rounding.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from probseq.distributions.seq2seq import EncoderDecoder
+
+__all__ = ["beam_search", "greedy_decode"]
+
+
+def _as_distribution(dist_or_network, source, target_steps) -> EncoderDecoder:
+    if isinstance(dist_or_network, EncoderDecoder):
+        if source is not None or target_steps is not None:
+            raise ValueError(
+                "pass source and target_steps only with a network, not with an EncoderDecoder."
+            )
+        return dist_or_network
+    if source is None or target_steps is None:
+        raise ValueError("decoding a network needs source and target_steps.")
+    return EncoderDecoder(dist_or_network, source, target_steps)
+
+
+def greedy_decode(dist_or_network, source=None, target_steps: int | None = None) -> tf.Tensor:
+    """Greedy decoding: at every step take the most probable next token.
+
+    Args:
+      dist_or_network: an `EncoderDecoder`, or a `Seq2SeqNetwork` (then pass `source`
+        and `target_steps`).
+      source: int `[..., S]` source tokens (with a network only).
+      target_steps: `T` (with a network only).
+
+    Returns:
+      int32 tokens `batch_shape + [T]` (`batch_shape` of the distribution; for a network,
+      `source.shape[:-1]`).
+
+    #### Examples
+
+    ```python
+    tokens = greedy_decode(net, source=[[3, 1, 4, 1, 5]], target_steps=2)  # ==> [1, 2]
+    ```
+    """
+    dist = _as_distribution(dist_or_network, source, target_steps)
+    num_steps = dist.target_steps
+    start = dist.decoder_start()
+    first = tf.argmax(start.logits, axis=-1, output_type=tf.int32)  # :: batch
+    tokens = tf.TensorArray(tf.int32, size=num_steps, element_shape=first.shape)
+    tokens = tokens.write(0, first)
+
+    def body(t, token, state, tokens):
+        logits, state = start.step(token, state)
+        token = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return t + 1, token, state, tokens.write(t, token)
+
+    if num_steps > 1:
+        _, _, _, tokens = tf.while_loop(
+            lambda t, *_: t < num_steps,
+            body,
+            (tf.constant(1), first, start.state, tokens),
+            maximum_iterations=num_steps - 1,
+        )
+    stacked = tokens.stack()  # :: [T] + batch
+    rank = stacked.shape.rank
+    return tf.transpose(stacked, list(range(1, rank)) + [0])
+
+
+def beam_search(
+    dist_or_network,
+    source=None,
+    target_steps: int | None = None,
+    *,
+    beam_width: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Beam search for the most probable target sequences.
+
+    Args:
+      dist_or_network: an `EncoderDecoder`, or a `Seq2SeqNetwork` (then pass `source`
+        and `target_steps`).
+      source: int `[..., S]` source tokens (with a network only).
+      target_steps: `T` (with a network only).
+      beam_width: `K >= 1`, the number of hypotheses kept per step.
+
+    Returns:
+      `(tokens, log_probs)`: int32 `batch_shape + [K, T]` and float `batch_shape + [K]`,
+      sorted best-first; `log_probs[..., k] == dist.log_prob(tokens[..., k, :])` (up to
+      float rounding). When `K` exceeds the number `V**T` of distinct sequences, the
+      surplus entries have log-probability `-inf` (and arbitrary tokens).
+
+    #### Examples
+
+    ```python
+    tokens, log_probs = beam_search(dist, beam_width=4)  # ==> [..., 4, T], [..., 4]
+    ```
+    """
+    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
+        raise ValueError(f"beam_width must be a positive Python int, got {beam_width!r}.")
+    dist = _as_distribution(dist_or_network, source, target_steps)
+    num_steps = dist.target_steps
+    batch_rank = dist.batch_shape.rank
+    if batch_rank is None:
+        raise ValueError("beam_search needs a batch shape of known rank.")
+    width = beam_width
+    start = dist.decoder_start()
+    batch_shape = tf.shape(start.logits)[:-1]
+    vocab = tf.shape(start.logits)[-1]
+    dtype = start.logits.dtype
+
+    def expand(scores, logits):
+        """Best `K` one-token extensions: `scores :: batch + [K]`, `logits :: + [V]`."""
+        candidates = scores[..., None] + tf.nn.log_softmax(logits)  # :: batch + [K, V]
+        flat = tf.reshape(candidates, tf.concat([batch_shape, [-1]], 0))  # :: batch + [K*V]
+        best, index = tf.math.top_k(flat, k=width)  # sorted descending; K <= K*V always
+        return best, index // vocab, index % vocab  # parent beam, token
+
+    def reorder(x, parent):
+        """Select beams: `x :: batch + [K] + f`, `parent :: batch + [K]`."""
+        return tf.gather(x, parent, axis=batch_rank, batch_dims=batch_rank)
+
+    # One live hypothesis (score 0) and K - 1 dead ones (-inf): no duplicate beams.
+    scores = tf.concat(
+        [
+            tf.zeros(tf.concat([batch_shape, [1]], 0), dtype),
+            tf.fill(tf.concat([batch_shape, [width - 1]], 0), -_inf(dtype)),
+        ],
+        axis=-1,
+    )  # :: batch + [K]
+    logits = tf.broadcast_to(
+        start.logits[..., None, :], tf.concat([batch_shape, [width, vocab]], 0)
+    )
+    state = tf.nest.map_structure(
+        lambda s: tf.broadcast_to(
+            s[..., None, :], tf.concat([batch_shape, [width], tf.shape(s)[-1:]], 0)
+        ),
+        start.state,
+    )
+    scores, parent, token = expand(scores, logits)
+    history = tf.one_hot(0, num_steps, dtype=tf.int32) * token[..., None]  # :: batch + [K, T]
+    state = tf.nest.map_structure(lambda s: reorder(s, parent), state)
+
+    def body(t, scores, token, state, history):
+        logits, state = start.step(token, state)  # :: batch + [K, V]
+        scores, parent, token = expand(scores, logits)
+        state = tf.nest.map_structure(lambda s: reorder(s, parent), state)
+        history = (
+            reorder(history, parent) + tf.one_hot(t, num_steps, dtype=tf.int32) * (token[..., None])
+        )
+        return t + 1, scores, token, state, history
+
+    if num_steps > 1:
+        _, scores, _, _, history = tf.while_loop(
+            lambda t, *_: t < num_steps,
+            body,
+            (tf.constant(1), scores, token, state, history),
+            maximum_iterations=num_steps - 1,
+        )
+    return history, scores
+
+
+def _inf(dtype) -> tf.Tensor:
+    return tf.constant(float("inf"), dtype)

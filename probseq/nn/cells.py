@@ -1,0 +1,517 @@
+"""Recurrent cells (LSTM, GRU, basic tanh RNN) behind one functional interface.
+
+Every cell uses the same params structure as `probseq.nn.lstm`, with a gate width of
+`G * H` where `G` is the cell's number of gate blocks (LSTM 4, GRU 3, RNN 1)::
+
+    {
+      "layer_0": {"input_kernel": [..., V, G*H],      # gathered, never multiplied
+                  "recurrent_kernel": [..., H, G*H],
+                  "bias": [..., G*H]},
+      "layer_l": {"input_kernel": [..., H, G*H], ...},  # layers l > 0
+      "output": {"kernel": [..., H, V_out], "bias": [..., V_out]},   # optional
+    }
+
+`...` are optional leading *param batch* dims `pb`, the same for every leaf. A structure
+without `"output"` (e.g. an encoder) works with `cell_hidden` / `cell_encode` only.
+
+#### Cell equations
+
+With `x` the layer input, `h` the previous hidden state, the input projection
+`a = x Wx + b` (a row gather of `input_kernel` for tokens, plus the bias) and the recurrent
+projection `r = h Wh` (one GEMM, the only matmul inside the time loop):
+
+- `"lstm"` (gate order `i, f, o, u`; forget bias +1; identical to `probseq.nn.lstm`)::
+
+      i, f, o, u = split(a + r)
+      c' = sigmoid(f + 1) * c + sigmoid(i) * tanh(u)
+      h' = sigmoid(o) * tanh(c')
+
+- `"gru"`, the "reset-after" variant of cuDNN / PyTorch / Keras `reset_after=True`
+  (gate order `r, z, n`; one bias, which sits outside the reset)::
+
+      r = sigmoid(x Wr + b_r + h Ur)
+      z = sigmoid(x Wz + b_z + h Uz)
+      n = tanh(x Wn + b_n + r * (h Un))
+      h' = (1 - z) * n + z * h
+
+  Reset-after keeps one fused `h [Ur Uz Un]` GEMM per step; the original reset-before
+  GRU (`n = tanh(x Wn + (r * h) Un + b_n)`) needs a second, dependent matmul per step.
+  PyTorch's separate recurrent bias `b_hn` (inside the reset) is not used.
+
+- `"rnn"` (Elman / basic tanh RNN)::
+
+      h' = tanh(x Wx + h Wh + b)
+
+Every function takes `cell=` (`"lstm"`, `"gru"`, `"rnn"` or a `Cell`), checked against the
+params' gate width; `cell=None` infers it from that width (`4H`, `3H`, `H`), so code that
+only holds a params structure (e.g. evaluation kernels) works for every cell.
+
+The state of one layer is `LSTMState(c, h)` for the LSTM and `HiddenState(h)` for the
+GRU and the RNN; every tensor is `[..., H]`. The first step of a sequence may read no
+token: then `a = b`.
+
+Init (`init_cell_params`): Glorot-uniform input and output kernels, one orthogonal
+`H x H` recurrent block per gate, zero biases; for `"lstm"` identical to
+`probseq.nn.init_lstm_params` for the same seed.
+
+Shape conventions as in `probseq.nn.lstm`: with params batch shape `pb` (rank k), token
+inputs have shape `pb + rest + [T]`; with unbatched params any `[..., T]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_probability.python.internal import samplers
+
+__all__ = [
+    "CELL_NAMES",
+    "Cell",
+    "HiddenState",
+    "LSTMState",
+    "cell_encode",
+    "cell_hidden",
+    "cell_initial_state",
+    "cell_layer",
+    "cell_logits",
+    "cell_start",
+    "cell_step",
+    "gate_step",
+    "get_cell",
+    "init_cell_params",
+    "init_seed",
+]
+
+
+class LSTMState(NamedTuple):
+    """One LSTM layer's state: cell `c` and hidden `h`, each `[..., H]`."""
+
+    c: tf.Tensor
+    h: tf.Tensor
+
+
+def gate_step(z: tf.Tensor, c: tf.Tensor) -> LSTMState:
+    """The LSTM cell update from pre-activations `z :: [..., 4H]` and cell `c :: [..., H]`."""
+    i, f, o, u = tf.split(z, 4, axis=-1)
+    c_new = tf.sigmoid(f + 1.0) * c + tf.sigmoid(i) * tf.tanh(u)
+    h_new = tf.sigmoid(o) * tf.tanh(c_new)
+    return LSTMState(c_new, h_new)
+
+
+class HiddenState(NamedTuple):
+    """One layer's state for cells whose state is the hidden vector alone: `h :: [..., H]`."""
+
+    h: tf.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """A recurrent cell: its gate count and its update rule.
+
+    Attributes:
+      name: `"lstm"`, `"gru"` or `"rnn"`.
+      num_gates: `G`, the number of `H`-wide blocks of the pre-activations.
+      update: `(a, r, state) -> state`, with `a :: [..., G*H]` the input projection
+        (bias included), `r :: [..., G*H]` the recurrent projection `h Wh` and `state`
+        the layer's previous state.
+      zero_state: `zeros :: [..., H] -> state`.
+    """
+
+    name: str
+    num_gates: int
+    update: Callable
+    zero_state: Callable
+
+
+def _lstm_update(a: tf.Tensor, r: tf.Tensor, state: LSTMState) -> LSTMState:
+    return gate_step(a + r, state.c)
+
+
+def _gru_update(a: tf.Tensor, r: tf.Tensor, state: HiddenState) -> HiddenState:
+    a_r, a_z, a_n = tf.split(a, 3, axis=-1)
+    r_r, r_z, r_n = tf.split(r, 3, axis=-1)
+    reset = tf.sigmoid(a_r + r_r)
+    update = tf.sigmoid(a_z + r_z)
+    candidate = tf.tanh(a_n + reset * r_n)
+    return HiddenState((1.0 - update) * candidate + update * state.h)
+
+
+def _rnn_update(a: tf.Tensor, r: tf.Tensor, state: HiddenState) -> HiddenState:
+    del state
+    return HiddenState(tf.tanh(a + r))
+
+
+_CELLS = {
+    "lstm": Cell("lstm", 4, _lstm_update, lambda zeros: LSTMState(zeros, zeros)),
+    "gru": Cell("gru", 3, _gru_update, HiddenState),
+    "rnn": Cell("rnn", 1, _rnn_update, HiddenState),
+}
+CELL_NAMES = tuple(_CELLS)
+
+
+def get_cell(cell: str | Cell) -> Cell:
+    """The `Cell` for `"lstm"`, `"gru"` or `"rnn"` (a `Cell` is returned as is)."""
+    if isinstance(cell, Cell):
+        return cell
+    if cell not in _CELLS:
+        raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {cell!r}.")
+    return _CELLS[cell]
+
+
+# ------------------------------------------------------------------------ init
+def _glorot(shape: list[int], seed, dtype) -> tf.Tensor:
+    limit = (6.0 / (shape[-2] + shape[-1])) ** 0.5
+    return tf.random.stateless_uniform(shape, seed, -limit, limit, dtype=dtype)
+
+
+def _orthogonal_blocks(hidden: int, blocks: int, seed, dtype) -> tf.Tensor:
+    """`[H, blocks*H]`: `blocks` independent orthogonal `H x H` matrices side by side."""
+    gaussian = tf.random.stateless_normal([blocks, hidden, hidden], seed, dtype=dtype)
+    q, r = tf.linalg.qr(gaussian)
+    q = q * tf.sign(tf.linalg.diag_part(r))[:, None, :]  # Haar-distributed (Mezzadri 2007)
+    return tf.concat(tf.unstack(q), axis=-1)
+
+
+def init_cell_params(
+    vocab_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    *,
+    cell: str | Cell = "lstm",
+    output_size: int | None = None,
+    output: bool = True,
+    seed=None,
+    dtype=tf.float32,
+) -> dict:
+    """A freshly initialized params structure (plain tensors) for `cell`.
+
+    Args:
+      vocab_size: number of input symbols (rows of `layer_0/input_kernel`).
+      hidden_size: `H`, units per layer.
+      num_layers: stacked layers.
+      cell: `"lstm"`, `"gru"` or `"rnn"`.
+      output_size: columns of the output head (default `vocab_size`).
+      output: include the `"output"` head (False for an encoder).
+      seed: stateless seed: a pair of ints or shape-[2] tensor, or a Python int `s`
+        (taken as the pair `(s, 0)`, so it is reproducible); None draws a fresh one.
+      dtype: float dtype.
+
+    Returns:
+      The params dict; leaves `[V, G*H]`, `[H, G*H]`, `[G*H]`, `[H, V_out]`, `[V_out]`.
+    """
+    gates = get_cell(cell).num_gates
+    seeds = samplers.split_seed(init_seed(seed), n=2 * num_layers + 1)
+    params = {}
+    for index in range(num_layers):
+        rows = vocab_size if index == 0 else hidden_size
+        params[f"layer_{index}"] = {
+            "input_kernel": _glorot([rows, gates * hidden_size], seeds[2 * index], dtype),
+            "recurrent_kernel": _orthogonal_blocks(hidden_size, gates, seeds[2 * index + 1], dtype),
+            "bias": tf.zeros([gates * hidden_size], dtype),
+        }
+    if output:
+        columns = vocab_size if output_size is None else output_size
+        params["output"] = {
+            "kernel": _glorot([hidden_size, columns], seeds[-1], dtype),
+            "bias": tf.zeros([columns], dtype),
+        }
+    return params
+
+
+def init_seed(seed) -> tf.Tensor:
+    """A stateless seed; a Python int `s` becomes `(s, 0)`.
+
+    `samplers.sanitize_seed(int)` draws the pair with a *stateful* op, so the same int
+    would give different weights on every call; initialization must be reproducible.
+    """
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        seed = (int(seed), 0)
+    return samplers.sanitize_seed(seed)
+
+
+# --------------------------------------------------------------- static sizes
+def _num_layers(params: dict) -> int:
+    return sum(1 for key in params if key.startswith("layer_"))
+
+
+def _batch_ndims(params: dict) -> int:
+    return params["layer_0"]["recurrent_kernel"].shape.rank - 2
+
+
+def _hidden_size(params: dict) -> int:
+    return int(params["layer_0"]["recurrent_kernel"].shape[-2])
+
+
+def _checked_cell(params: dict, cell: str | Cell | None) -> Cell:
+    """The cell for `params`: `cell` checked against the gate width, or inferred from it."""
+    kernel = params["layer_0"]["recurrent_kernel"]
+    hidden, width = kernel.shape[-2], kernel.shape[-1]
+    if cell is None:
+        by_width = {c.num_gates: c for c in _CELLS.values()}
+        if hidden is None or width is None or width % hidden or width // hidden not in by_width:
+            raise ValueError(
+                f"cannot infer the cell from a recurrent kernel of shape {kernel.shape}; "
+                f"pass cell= (gate widths: lstm 4H, gru 3H, rnn H)."
+            )
+        return by_width[width // hidden]
+    cell = get_cell(cell)
+    if hidden is not None and width is not None and width != cell.num_gates * hidden:
+        raise ValueError(
+            f"params have gate width {width} for hidden size {hidden}, but cell "
+            f"{cell.name!r} needs {cell.num_gates} * {hidden} = {cell.num_gates * hidden}."
+        )
+    return cell
+
+
+def cell_initial_state(
+    params: dict, batch_shape, *, cell: str | Cell | None = None, dtype=None
+) -> tuple:
+    """All-zero state, one per layer (`LSTMState` or `HiddenState`), each `batch + [H]`."""
+    cell = _checked_cell(params, cell)
+    dtype = dtype or params["layer_0"]["recurrent_kernel"].dtype
+    shape = tf.concat([tf.cast(batch_shape, tf.int32), [_hidden_size(params)]], axis=0)
+    zeros = tf.zeros(shape, dtype=dtype)
+    return tuple(cell.zero_state(zeros) for _ in range(_num_layers(params)))
+
+
+# ------------------------------------------------------- param-batch plumbing
+def _expand_param(p: tf.Tensor, k: int, extra: int, lead: int = 0) -> tf.Tensor:
+    """Reshape a param leaf `pb + core` to `[1]*lead + pb + [1]*extra + core`."""
+    if k == 0:
+        return p
+    shape = tf.shape(p)
+    ones = tf.ones
+    new_shape = tf.concat(
+        [ones([lead], tf.int32), shape[:k], ones([extra], tf.int32), shape[k:]], axis=0
+    )
+    return tf.reshape(p, new_shape)
+
+
+def _matmul(x: tf.Tensor, kernel: tf.Tensor, k: int, lead: int = 0) -> tf.Tensor:
+    """`x :: [L]*lead + pb + rest + [H]` times `kernel :: pb + [H, K]` -> `... + [K]`."""
+    if k == 0:
+        if x.shape.rank == 2:
+            return tf.matmul(x, kernel)
+        return tf.tensordot(x, kernel, 1)
+    rank = x.shape.rank
+    if lead:
+        # Bring pb to the front so the batched matmul sees pb as its batch.
+        perm = list(range(lead, lead + k)) + list(range(lead)) + list(range(lead + k, rank))
+        x = tf.transpose(x, perm)
+    shape = tf.shape(x)
+    flat = tf.reshape(x, tf.concat([shape[:k], [-1, shape[-1]]], axis=0))
+    out = tf.matmul(flat, kernel)
+    out = tf.reshape(out, tf.concat([shape[:-1], tf.shape(kernel)[-1:]], axis=0))
+    if lead:
+        inv = list(range(k, k + lead)) + list(range(k)) + list(range(k + lead, rank))
+        out = tf.transpose(out, inv)
+    return out
+
+
+def _gather_rows(kernel: tf.Tensor, tokens: tf.Tensor, k: int, lead: int = 0) -> tf.Tensor:
+    """Input projection as a row gather: `tokens :: [L]*lead + pb + rest` -> `+ [G*H]`."""
+    if k == 0:
+        return tf.gather(kernel, tokens)
+    # Fold the param batch into the row index of one flat table: row = p * V + token.
+    shape = tf.shape(kernel)
+    pb, vocab = shape[:k], shape[-2]
+    flat_kernel = tf.reshape(kernel, [-1, shape[-1]])
+    offsets = tf.range(tf.reduce_prod(pb), dtype=tokens.dtype) * tf.cast(vocab, tokens.dtype)
+    rest = tokens.shape.rank - lead - k
+    offsets = tf.reshape(
+        offsets, tf.concat([tf.ones([lead], tf.int32), pb, tf.ones([rest], tf.int32)], 0)
+    )
+    return tf.gather(flat_kernel, tokens + offsets)
+
+
+# ------------------------------------------------------------------ the core
+def cell_layer(
+    inputs: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    state,
+    *,
+    cell: str | Cell | None = None,
+    keep_outputs: bool = True,
+) -> tuple[tf.Tensor | None, tuple]:
+    """Run one layer over time; only `h Wh` and the cell update sit inside the loop.
+
+    Args:
+      inputs: `[T] + batch + [G*H]`, the input projections `x Wx + b` (time-major).
+      recurrent_kernel: `pb + [H, G*H]`; `batch = pb + rest`.
+      state: the layer's initial state (`LSTMState` / `HiddenState`), tensors `batch + [H]`.
+      cell: the cell (None: inferred from the kernel's width).
+      keep_outputs: also return the hidden outputs (False: final state only).
+
+    Returns:
+      hidden outputs `[T] + batch + [H]` (or None), and the final state.
+    """
+    cell = _checked_cell({"layer_0": {"recurrent_kernel": recurrent_kernel}}, cell)
+    k = recurrent_kernel.shape.rank - 2
+    num_steps = tf.shape(inputs)[0]
+    projections = tf.TensorArray(inputs.dtype, size=num_steps).unstack(inputs)
+    outputs = tf.TensorArray(inputs.dtype, size=num_steps, element_shape=state.h.shape)
+
+    def body(t, state, outputs):
+        new = cell.update(projections.read(t), _matmul(state.h, recurrent_kernel, k), state)
+        if keep_outputs:
+            outputs = outputs.write(t, new.h)
+        return t + 1, new, outputs
+
+    _, state, outputs = tf.while_loop(
+        lambda t, *_: t < num_steps,
+        body,
+        (tf.constant(0), state, outputs),
+        maximum_iterations=num_steps,
+    )
+    return (outputs.stack() if keep_outputs else None), state
+
+
+def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool):
+    """All layers over time-major inputs; returns top outputs `[T] + batch + [H]`, states."""
+    k = _batch_ndims(params)
+    tokens = tf.convert_to_tensor(tokens)
+    rank = tokens.shape.rank
+    tokens_tm = tf.transpose(tokens, [rank - 1] + list(range(rank - 1)))  # [T] + pb + rest
+    extra = rank - 1 - k  # rank of `rest`
+    num_layers = _num_layers(params)
+    x = None
+    final = []
+    for index in range(num_layers):
+        layer = params[f"layer_{index}"]
+        if index == 0:
+            a = _gather_rows(layer["input_kernel"], tokens_tm, k, lead=1)
+        else:
+            a = _matmul(x, layer["input_kernel"], k, lead=1)
+        a = a + _expand_param(layer["bias"], k, extra, lead=1)
+        keep = keep_top or index < num_layers - 1
+        x, last = cell_layer(
+            a, layer["recurrent_kernel"], state[index], cell=cell, keep_outputs=keep
+        )
+        final.append(last)
+    return x, tuple(final)
+
+
+def _to_batch_major(x: tf.Tensor) -> tf.Tensor:
+    """`[T] + lead + [F]` -> `lead + [T, F]`."""
+    rank = x.shape.rank
+    return tf.transpose(x, list(range(1, rank - 1)) + [0, rank - 1])
+
+
+def cell_hidden(
+    params: dict,
+    tokens: tf.Tensor,
+    state,
+    *,
+    cell: str | Cell | None = None,
+    time_major: bool = False,
+) -> tuple[tf.Tensor, tuple]:
+    """Teacher-forced pass without the output head: top-layer hidden outputs.
+
+    Args:
+      params: params structure (the `"output"` head is not needed), param batch `pb`.
+      tokens: int `pb + rest + [T]`, all in `[0, V)`.
+      state: per-layer states, tensors `pb + rest + [H]`.
+      cell: the cell matching the params (None: inferred from the gate width).
+      time_major: return `[T] + pb + rest + [H]`.
+
+    Returns:
+      hidden :: `pb + rest + [T, H]` (or time-major), and the final per-layer state.
+    """
+    cell = _checked_cell(params, cell)
+    hidden, final = _layers(params, tokens, state, cell, keep_top=True)
+    return (hidden if time_major else _to_batch_major(hidden)), final
+
+
+def cell_encode(params: dict, tokens: tf.Tensor, state, *, cell: str | Cell | None = None) -> tuple:
+    """Final per-layer state after reading `tokens :: pb + rest + [T]` (an encoder pass).
+
+    Same as `cell_hidden(...)[1]` without materializing the top layer's outputs.
+    """
+    cell = _checked_cell(params, cell)
+    return _layers(params, tokens, state, cell, keep_top=False)[1]
+
+
+def cell_logits(
+    params: dict,
+    tokens: tf.Tensor,
+    state,
+    *,
+    cell: str | Cell | None = None,
+    time_major: bool = False,
+) -> tuple[tf.Tensor, tuple]:
+    """Teacher-forced pass: next-token logits after each input token.
+
+    The generic counterpart of `probseq.nn.lstm_logits` (equal to it for `"lstm"`).
+
+    Args:
+      params: params structure with an `"output"` head, param batch shape `pb`.
+      tokens: int `pb + rest + [T]`, all in `[0, V)`.
+      state: per-layer states, tensors `pb + rest + [H]`.
+      cell: the cell matching the params (None: inferred from the gate width).
+      time_major: return logits as `[T] + pb + rest + [V_out]`.
+
+    Returns:
+      logits :: `pb + rest + [T, V_out]` (or time-major), and the final state.
+    """
+    cell = _checked_cell(params, cell)
+    k = _batch_ndims(params)
+    tokens = tf.convert_to_tensor(tokens)
+    extra = tokens.shape.rank - 1 - k
+    hidden, final = _layers(params, tokens, state, cell, keep_top=True)
+    out = params["output"]
+    logits = _matmul(hidden, out["kernel"], k, lead=1)
+    logits = logits + _expand_param(out["bias"], k, extra, lead=1)
+    return (logits if time_major else _to_batch_major(logits)), final
+
+
+def cell_step(
+    params: dict, token: tf.Tensor | None, state, *, cell: str | Cell | None = None
+) -> tuple[tf.Tensor, tuple]:
+    """One step through all layers and the output head.
+
+    Args:
+      params: params structure with param batch shape `pb`.
+      token: int `pb + rest`, or None for "no input" (the first step of a sequence).
+      state: per-layer states, tensors `pb + rest + [H]`.
+      cell: the cell matching the params (None: inferred from the gate width).
+
+    Returns:
+      logits :: `pb + rest + [V_out]` for the next token, and the new state.
+    """
+    cell = _checked_cell(params, cell)
+    k = _batch_ndims(params)
+    new_states = []
+    x = None
+    for index in range(_num_layers(params)):
+        layer = params[f"layer_{index}"]
+        layer_state = state[index]
+        extra = layer_state.h.shape.rank - 1 - k
+        a = _expand_param(layer["bias"], k, extra)
+        if index == 0:
+            if token is not None:
+                a = a + _gather_rows(layer["input_kernel"], tf.convert_to_tensor(token), k)
+        else:
+            a = a + _matmul(x, layer["input_kernel"], k)
+        r = _matmul(layer_state.h, layer["recurrent_kernel"], k)
+        new = cell.update(a, r, layer_state)
+        new_states.append(new)
+        x = new.h
+    out = params["output"]
+    extra = x.shape.rank - 1 - k
+    logits = _matmul(x, out["kernel"], k) + _expand_param(out["bias"], k, extra)
+    return logits, tuple(new_states)
+
+
+def cell_start(params: dict, *, cell: str | Cell | None = None) -> tuple[tf.Tensor, tuple]:
+    """The first step of a sequence: zero state, no input token.
+
+    Returns logits :: `pb + [V_out]` and the state after it (`pb + [H]` per layer).
+    """
+    k = _batch_ndims(params)
+    batch = tf.shape(params["layer_0"]["bias"])[:k]
+    state = cell_initial_state(params, batch, cell=cell)
+    return cell_step(params, None, state, cell=cell)
