@@ -25,14 +25,28 @@ LN2 = math.log(2.0)
 
 
 class TimeBudgetCallback(Callback):
-    """Stops the fit once `budget_minutes` of wall time have passed (None: never)."""
+    """Stops the fit once `budget_minutes` of wall time have passed (None: never).
 
-    def __init__(self, budget_minutes: float | None):
-        self.deadline = None if budget_minutes is None else time.monotonic() + 60 * budget_minutes
+    With a `progress` variable, also records the fraction of the budget used: the
+    remaining `1 - p0` of the schedule (p0 = its value at the start, e.g. restored from a
+    checkpoint) is spread over this invocation's budget; the value never decreases.
+    """
+
+    def __init__(self, budget_minutes: float | None, progress: tf.Variable | None = None):
+        self.seconds = None if budget_minutes is None else 60.0 * budget_minutes
+        self.start = time.monotonic()
+        self.progress = progress
+        self.initial = 0.0 if progress is None else float(progress.numpy())
         self.expired = False
 
     def on_step(self, info: StepInfo) -> bool:
-        self.expired = self.deadline is not None and time.monotonic() >= self.deadline
+        if self.seconds is None:
+            return False
+        fraction = min((time.monotonic() - self.start) / self.seconds, 1.0)
+        if self.progress is not None:
+            value = self.initial + (1.0 - self.initial) * fraction
+            self.progress.assign(max(value, float(self.progress.numpy())))
+        self.expired = fraction >= 1.0
         return self.expired
 
 

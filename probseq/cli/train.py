@@ -31,8 +31,15 @@ __all__ = ["learning_rate_schedule", "train"]
 LN2 = math.log(2.0)
 
 
-def learning_rate_schedule(config: TrainConfig):
-    """Linear warm-up then cosine decay to `min_learning_rate_fraction` at `max_steps`."""
+def learning_rate_schedule(config: TrainConfig, time_progress: tf.Variable | None = None):
+    """Linear warm-up, then cosine decay to `min_learning_rate_fraction` of the peak.
+
+    The decay's progress is `max(step progress to max_steps, time_progress)`, where the
+    optional `time_progress` variable holds the fraction of the time budget used (kept up
+    to date by `TimeBudgetCallback`): the schedule reaches its floor at `max_steps` or at
+    the end of `budget_minutes`, whichever comes first, so a budget-limited run on a slow
+    machine still anneals instead of stopping at a high learning rate.
+    """
     import tf_keras
 
     peak = config.learning_rate
@@ -45,6 +52,8 @@ def learning_rate_schedule(config: TrainConfig):
             warm = tf.maximum(float(config.warmup_steps), 1.0)
             total = float(max(config.max_steps - config.warmup_steps, 1))
             progress = tf.clip_by_value((step - config.warmup_steps) / total, 0.0, 1.0)
+            if time_progress is not None:
+                progress = tf.maximum(progress, tf.cast(time_progress, tf.float32))
             floor = config.min_learning_rate_fraction
             cosine = floor + (1 - floor) * 0.5 * (1 + tf.cos(math.pi * progress))
             return peak * tf.where(step < config.warmup_steps, (step + 1) / warm, cosine)
@@ -118,8 +127,15 @@ def train(
     network = model.network
     import tf_keras
 
-    optimizer = tf_keras.optimizers.Adam(learning_rate=learning_rate_schedule(config))
-    checkpoint = tf.train.Checkpoint(optimizer=optimizer, **model.checkpoint_items())
+    # Fraction of the time budget used so far (checkpointed, so a resumed run continues
+    # the schedule where it stopped).
+    time_progress = tf.Variable(0.0, trainable=False, name="time_progress")
+    optimizer = tf_keras.optimizers.Adam(
+        learning_rate=learning_rate_schedule(config, time_progress)
+    )
+    checkpoint = tf.train.Checkpoint(
+        optimizer=optimizer, time_progress=time_progress, **model.checkpoint_items()
+    )
     if resuming and rd.latest_checkpoint() is not None:
         # Build the optimizer's slots first so a restore can be checked object by object.
         optimizer.build(model.trainable_variables)
@@ -185,7 +201,7 @@ def train(
         out=out,
     )
     callbacks = [
-        TimeBudgetCallback(config.budget_minutes),
+        TimeBudgetCallback(config.budget_minutes, progress=time_progress),
         CheckpointCallback(manager, config.checkpoint_every),
         TensorBoardCallback(rd.path / "tensorboard", chars_per_step, config.num_steps),
         progress_bar,
