@@ -5,18 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
     dtype_util,
     parameter_properties,
-    reparameterization,
     samplers,
     tensor_util,
 )
 
-from probseq.nn.cells import cell_encode, cell_initial_state, cell_logits, cell_step
+from probseq.distributions._sequence import (
+    _TokenSequenceDistribution,
+    check_num_steps,
+    check_params,
+    convert_tokens,
+    range_assertions,
+    sample_tokens,
+)
+from probseq.nn.cells import cell_encode, cell_initial_state, cell_step
 
 tfd = tfp.distributions
 
@@ -38,7 +44,7 @@ class DecoderStart(NamedTuple):
     step: Callable
 
 
-class EncoderDecoder(tfd.Distribution):
+class EncoderDecoder(_TokenSequenceDistribution):
     """Distribution over `target_steps` tokens given a source sequence (encoder-decoder).
 
     `p(y_1..y_T | x) = prod_t Categorical(y_t | logits_t / temperature)`, where an encoder
@@ -96,6 +102,11 @@ class EncoderDecoder(tfd.Distribution):
         NeurIPS 2014. https://arxiv.org/abs/1409.3215
     """
 
+    _TOKENS = "target tokens"
+    _SEQUENCES = "target sequences"
+    _LENGTH_NAME = "target_steps"
+    _CHECK_DTYPE_IN_ASSERTIONS = True
+
     def __init__(
         self,
         network,
@@ -109,28 +120,18 @@ class EncoderDecoder(tfd.Distribution):
         name: str = "EncoderDecoder",
     ):
         parameters = dict(locals())
-        if isinstance(target_steps, bool) or not isinstance(target_steps, (int, np.integer)):
-            raise TypeError(
-                f"target_steps must be a Python int, got {type(target_steps).__name__}."
-            )
-        if target_steps < 1:
-            raise ValueError(f"target_steps must be >= 1, got {target_steps}.")
+        target_steps = check_num_steps(target_steps, "target_steps")
         with tf.name_scope(name) as name:
             self._network = network
-            self._target_steps = int(target_steps)
-            self._params = None if params is None else _check_params(network, params)
-            self._source = _convert_source(source)
+            self._num_steps = target_steps
+            self._params = (
+                None if params is None else check_params(network, params, name_leaves=False)
+            )
+            self._source = convert_tokens(source, "source", "S", " (S >= 1).")
             self._temperature = tensor_util.convert_nonref_to_tensor(
                 temperature, dtype=network.dtype, name="temperature"
             )
-            super().__init__(
-                dtype=tf.int32,
-                reparameterization_type=reparameterization.NOT_REPARAMETERIZED,
-                validate_args=validate_args,
-                allow_nan_stats=allow_nan_stats,
-                parameters=parameters,
-                name=name,
-            )
+            self._init_distribution(parameters, validate_args, allow_nan_stats, name)
 
     # ----------------------------------------------------------------- properties
     @classmethod
@@ -166,12 +167,12 @@ class EncoderDecoder(tfd.Distribution):
     @property
     def target_steps(self) -> int:
         """Target length `T` (the event size)."""
-        return self._target_steps
+        return self._num_steps
 
     @property
     def num_steps(self) -> int:
         """Alias of `target_steps` (the name `LSTMAutoregressive` uses)."""
-        return self._target_steps
+        return self._num_steps
 
     @property
     def vocab_size(self) -> int:
@@ -179,68 +180,27 @@ class EncoderDecoder(tfd.Distribution):
         return self._network.target_vocab_size
 
     @property
-    def temperature(self):
-        """Sampling temperature or None (meaning 1)."""
-        return self._temperature
-
-    @property
     def params(self) -> dict:
         """The params in use: the explicit `params`, else the network's variables."""
         return self._network.params if self._params is None else self._params
 
-    # --------------------------------------------------------------------- shapes
-    def _event_shape(self):
-        return tf.TensorShape([self._target_steps])
-
-    def _event_shape_tensor(self):
-        return tf.constant([self._target_steps], dtype=tf.int32)
-
-    def _batch_shape(self):
-        shape = tf.TensorShape([])
-        for part in (
-            self.params["decoder"]["output"]["bias"].shape[:-1],
-            self._source.shape[:-1],
-            None if self._temperature is None else self._temperature.shape,
-        ):
-            if part is not None:
-                shape = tf.broadcast_static_shape(shape, part)
-        return shape
-
-    def _batch_shape_tensor(self):
-        shape = tf.shape(self.params["decoder"]["output"]["bias"])[:-1]
-        shape = tf.broadcast_dynamic_shape(shape, tf.shape(self._source)[:-1])
-        if self._temperature is not None:
-            shape = tf.broadcast_dynamic_shape(shape, tf.shape(self._temperature))
-        return shape
-
-    def _batch_rank(self) -> int:
-        rank = self.batch_shape.rank
-        if rank is None:
-            raise ValueError(f"{self.name} needs a batch shape of known rank.")
-        return rank
-
     # ------------------------------------------------------------------ internals
-    def _broadcast_params(self, batch_shape) -> dict:
-        """Params with their batch dims broadcast to `batch_shape` (no-op if unbatched)."""
-        params = tf.nest.map_structure(tf.convert_to_tensor, self.params)
-        k = params["decoder"]["output"]["bias"].shape.rank - 1
-        if k == 0 or params["decoder"]["output"]["bias"].shape[:-1] == self.batch_shape:
-            return params
-        return tf.nest.map_structure(
-            lambda p: tf.broadcast_to(p, tf.concat([batch_shape, tf.shape(p)[k:]], 0)), params
+    @property
+    def _cell(self) -> str:
+        return self._network.cell
+
+    def _decoder_params(self, params: dict) -> dict:
+        return params["decoder"]
+
+    def _context(self):
+        return self._source
+
+    def _context_assertions(self) -> list:
+        return range_assertions(
+            self._source, self._network.source_vocab_size, f"{self.name}: source tokens"
         )
 
-    def _temperature_for(self, batch_shape, trailing: int, leading: int = 0):
-        """Temperature broadcast to `batch_shape`, as `[1]*leading + batch + [1]*trailing`."""
-        if self._temperature is None:
-            return None
-        temperature = tf.broadcast_to(tf.convert_to_tensor(self._temperature), batch_shape)
-        shape = tf.concat(
-            [tf.ones([leading], tf.int32), batch_shape, tf.ones([trailing], tf.int32)], 0
-        )
-        return tf.reshape(temperature, shape)
-
-    def _encode_and_start(self, params: dict, batch_shape):
+    def _start(self, params: dict, batch_shape):
         """Encode the source, take the decoder's first step (no token).
 
         Returns logits `batch + [V]` (temperature *not* applied) and the decoder state
@@ -264,7 +224,7 @@ class EncoderDecoder(tfd.Distribution):
         """
         batch_shape = self.batch_shape_tensor()
         params = self._broadcast_params(batch_shape)
-        logits, state = self._encode_and_start(params, batch_shape)
+        logits, state = self._start(params, batch_shape)
         cell = self._network.cell
         temperature0 = self._temperature_for(batch_shape, trailing=1)
         if temperature0 is not None:
@@ -285,147 +245,16 @@ class EncoderDecoder(tfd.Distribution):
         seed = _sanitize_seed(seed, salt="EncoderDecoder")
         batch_rank = self._batch_rank()
         start = self.decoder_start()
-        batch_shape = tf.shape(start.logits)[:-1]
-        # Layout `batch + [n]` inside the loop so batched params line up with their dims.
-        full = tf.concat([batch_shape, [n]], 0)
-        logits = tf.broadcast_to(
-            start.logits[..., None, :], tf.concat([full, tf.shape(start.logits)[-1:]], 0)
-        )
-        state = tf.nest.map_structure(
-            lambda s: tf.broadcast_to(s[..., None, :], tf.concat([full, tf.shape(s)[-1:]], 0)),
+        return sample_tokens(
+            start.logits,
             start.state,
+            start.step,
+            n=n,
+            num_steps=self._num_steps,
+            seed=seed,
+            batch_shape=tf.shape(start.logits)[:-1],
+            batch_rank=batch_rank,
         )
-        seeds = samplers.split_seed(seed, n=tf.constant(self._target_steps))
-
-        def draw(logits, step_seed):
-            # Gumbel-max: argmax(logits + G) ~ Categorical(logits), for any rank.
-            u = samplers.uniform(
-                tf.shape(logits),
-                minval=np.finfo(np.float32).tiny,
-                maxval=1.0,
-                dtype=logits.dtype,
-                seed=step_seed,
-            )
-            return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
-
-        first = draw(logits, seeds[0])
-        tokens = tf.TensorArray(tf.int32, size=self._target_steps, element_shape=first.shape)
-        tokens = tokens.write(0, first)
-
-        def body(t, token, state, tokens):
-            logits, state = start.step(token, state)
-            token = draw(logits, seeds[t])
-            return t + 1, token, state, tokens.write(t, token)
-
-        if self._target_steps > 1:
-            _, _, _, tokens = tf.while_loop(
-                lambda t, *_: t < self._target_steps,
-                body,
-                (tf.constant(1), first, state, tokens),
-                maximum_iterations=self._target_steps - 1,
-            )
-        samples = tokens.stack()  # :: [T] + batch + [n]
-        perm = [batch_rank + 1] + list(range(1, batch_rank + 1)) + [0]
-        return tf.transpose(samples, perm)  # :: [n] + batch + [T]
-
-    # -------------------------------------------------------------------- log_prob
-    def _log_prob(self, y):
-        y = self._cast_tokens(y)
-        batch_shape = self.batch_shape_tensor()
-        batch_rank = self._batch_rank()
-        # Broadcast y against the batch shape and put its sample dims *after* the batch
-        # dims, so that batched params line up with their batch dims.
-        value_batch = tf.broadcast_dynamic_shape(tf.shape(y)[:-1], batch_shape)
-        y = tf.broadcast_to(y, tf.concat([value_batch, [self._target_steps]], 0))
-        rank = y.shape.rank
-        sample_rank = rank - 1 - batch_rank
-        y = tf.transpose(
-            y,
-            list(range(sample_rank, sample_rank + batch_rank))
-            + list(range(sample_rank))
-            + [rank - 1],
-        )  # :: batch + sample + [T]
-        params = self._broadcast_params(batch_shape)
-        logits0, state = self._encode_and_start(params, batch_shape)
-        lead = tf.shape(y)[:-1]
-        for _ in range(sample_rank):
-            logits0 = logits0[..., None, :]
-            state = tf.nest.map_structure(lambda s: s[..., None, :], state)
-        logits0 = tf.broadcast_to(logits0, tf.concat([lead, tf.shape(logits0)[-1:]], 0))[None]
-        if self._target_steps > 1:
-            state = tf.nest.map_structure(
-                lambda s: tf.broadcast_to(s, tf.concat([lead, tf.shape(s)[-1:]], 0)), state
-            )
-            rest, _ = cell_logits(
-                params["decoder"], y[..., :-1], state, cell=self._network.cell, time_major=True
-            )
-            logits = tf.concat([logits0, rest], axis=0)  # :: [T] + batch + sample + [V]
-        else:
-            logits = logits0
-        temperature = self._temperature_for(batch_shape, trailing=sample_rank + 1, leading=1)
-        if temperature is not None:
-            logits = logits / temperature
-        targets = tf.transpose(y, [rank - 1, *range(rank - 1)])  # :: [T] + batch + sample
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-        log_prob = -tf.reduce_sum(nll, axis=0)  # :: batch + sample
-        back = list(range(batch_rank, batch_rank + sample_rank)) + list(range(batch_rank))
-        return tf.transpose(log_prob, back)  # :: sample + batch
-
-    def _cast_tokens(self, y):
-        y = tf.convert_to_tensor(y)
-        if y.dtype.is_bool or not (y.dtype.is_integer or y.dtype.is_floating):
-            raise TypeError(f"{self.name}: tokens must be integers, got dtype {y.dtype.name}.")
-        if y.shape.rank is not None and y.shape.rank == 0:
-            raise ValueError(f"{self.name}: tokens must have shape [..., {self._target_steps}].")
-        length = y.shape[-1] if y.shape.rank is not None else None
-        if length is not None and length != self._target_steps:
-            raise ValueError(
-                f"{self.name}: expected target sequences of length target_steps="
-                f"{self._target_steps} in the last axis, got shape {y.shape.as_list()}."
-            )
-        return tf.cast(y, tf.int32)
-
-    # ----------------------------------------------------------------- validation
-    def _sample_control_dependencies(self, y):
-        if not self.validate_args:
-            return []
-        y = tf.convert_to_tensor(y)
-        self._cast_tokens(y)  # static errors (dtype, length) first, as without validate_args
-        assertions = [
-            tf.debugging.assert_equal(
-                tf.shape(y)[-1],
-                self._target_steps,
-                message=f"{self.name}: last axis of the target tokens must have length "
-                f"target_steps={self._target_steps}.",
-            )
-        ]
-        if y.dtype.is_floating:
-            assertions.append(
-                tf.debugging.assert_equal(
-                    y, tf.round(y), message=f"{self.name}: target tokens must be integer-valued."
-                )
-            )
-        assertions.extend(_range_assertions(y, self.vocab_size, f"{self.name}: target tokens"))
-        return assertions
-
-    def _parameter_control_dependencies(self, is_init):
-        if not self.validate_args:
-            return []
-        assertions = []
-        temperature = self._temperature
-        if temperature is not None and is_init != tensor_util.is_ref(temperature):
-            assertions.append(
-                tf.debugging.assert_positive(
-                    temperature, message=f"{self.name}: temperature must be positive."
-                )
-            )
-        if is_init:
-            assertions.extend(
-                _range_assertions(
-                    self._source, self._network.source_vocab_size, f"{self.name}: source tokens"
-                )
-            )
-        return assertions
 
 
 # ---------------------------------------------------------------------- helpers
@@ -440,51 +269,3 @@ def _sanitize_seed(seed, salt: str):
         if seed.dtype != tf.int32:
             seed = tf.cast(seed, tf.int32)
     return samplers.sanitize_seed(seed, salt=salt)
-
-
-def _convert_source(source) -> tf.Tensor:
-    source = tf.convert_to_tensor(source, dtype_hint=tf.int32, name="source")
-    if source.dtype.is_bool or not source.dtype.is_integer:
-        raise TypeError(f"source must be integer tokens, got dtype {source.dtype.name}.")
-    if source.shape.rank == 0:
-        raise ValueError("source must have shape [..., S] with S >= 1, got a scalar.")
-    if source.shape.rank is not None and source.shape[-1] == 0:
-        raise ValueError("source must hold at least one token (S >= 1).")
-    return tf.cast(source, tf.int32)
-
-
-def _check_params(network, params: dict) -> dict:
-    """Validate an explicit params structure against the network's (static shapes)."""
-    reference = network.params
-    try:
-        tf.nest.assert_same_structure(reference, params)
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            f"params must have the same structure as network.params: {error}"
-        ) from None
-    params = tf.nest.map_structure(
-        lambda p: p if tensor_util.is_ref(p) else tf.convert_to_tensor(p, network.dtype), params
-    )
-    batch_shapes = set()
-    for ref, value in zip(tf.nest.flatten(reference), tf.nest.flatten(params), strict=True):
-        core, shape = ref.shape, value.shape
-        if shape.rank is None or shape.rank < core.rank or shape[shape.rank - core.rank :] != core:
-            raise ValueError(
-                f"every params leaf must have shape [..., *core] with the network's core "
-                f"shape; got {shape} where the network has {core}."
-            )
-        batch_shapes.add(tuple(shape[: shape.rank - core.rank].as_list()))
-    if len(batch_shapes) != 1:
-        raise ValueError(
-            f"all params must share the same leading batch shape, got {sorted(batch_shapes)}."
-        )
-    return params
-
-
-def _range_assertions(x, vocab_size: int, what: str) -> list:
-    return [
-        tf.debugging.assert_non_negative(x, message=f"{what} must be >= 0."),
-        tf.debugging.assert_less(
-            x, tf.cast(vocab_size, x.dtype), message=f"{what} must be < vocab_size={vocab_size}."
-        ),
-    ]

@@ -2,17 +2,15 @@
 
 from probseq.inference.callbacks import Callback, StepInfo
 from probseq.inference.map import FitResult, GaussianPrior, fit_map, global_norm_clip
+from probseq.inference.priors import ScaleMixturePrior, prior_distribution
+from probseq.inference.surrogate import MeanFieldPosterior, stateless_seed
 from probseq.inference.variational import (
     ELBOTerms,
-    MeanFieldPosterior,
-    ScaleMixturePrior,
     VariationalFitResult,
     elbo_terms,
     fit_variational,
     joint_distribution,
     kl_weight,
-    prior_distribution,
-    stateless_seed,
 )
 
 __all__ = [

@@ -12,8 +12,6 @@ objective divided by `-N` (a per-example loss in nats), which has the same optim
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -21,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from probseq.inference.callbacks import Callback, StepInfo
+from probseq.inference._loop import run_steps
+from probseq.inference.callbacks import Callback
 
 tfd = tfp.distributions
 
@@ -83,15 +82,6 @@ def _default_optimizer(learning_rate):
     import tf_keras
 
     return tf_keras.optimizers.Adam(learning_rate=learning_rate)
-
-
-def _current_lr(optimizer) -> float:
-    lr = getattr(optimizer, "learning_rate", None)
-    if lr is None:
-        return float("nan")
-    if callable(lr) and not isinstance(lr, tf.Variable):
-        return float(lr(optimizer.iterations))
-    return float(tf.convert_to_tensor(lr))
 
 
 def fit_map(
@@ -190,45 +180,20 @@ def fit_map(
     compiled = tf.function(train_step, jit_compile=jit_compile or None)
     if isinstance(dataset, tf.data.Dataset) and num_replicas > 1:
         dataset = strategy.experimental_distribute_dataset(dataset)
-    trace = {k: [] for k in ("step", "loss", "nll", "grad_norm", "learning_rate", "seconds")}
-    evaluations: list[dict[str, Any]] = []
-    stopped = False
-    steps_run = 0
-    start = time.perf_counter()
-    iterator = iter(dataset)
-    for local in range(num_steps):
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            break
-        loss, nll, norm = compiled(batch)
-        steps_run = local + 1
-        step = initial_step + steps_run
-        info = StepInfo(
-            step=step,
-            loss=float(loss),
-            nll=float(nll),
-            grad_norm=float(norm),
-            learning_rate=_current_lr(optimizer),
-            seconds=time.perf_counter() - start,
-        )
-        for key in trace:
-            trace[key].append(getattr(info, key))
-        if not math.isfinite(info.loss):
-            raise FloatingPointError(
-                f"loss became {info.loss} at step {step}; lower the learning rate or set clip_norm."
-            )
-        stop = any(bool(cb.on_step(info)) for cb in callbacks)
-        last = stop or local == num_steps - 1
-        if eval_fn is not None and ((eval_every and step % eval_every == 0) or last):
-            metrics = dict(eval_fn(), step=step)
-            evaluations.append(metrics)
-            stop = any(bool(cb.on_evaluation(step, metrics)) for cb in callbacks) or stop
-        if stop:
-            stopped = True
-            break
+    trace, evaluations, steps_run, stopped = run_steps(
+        lambda batch, step: (*compiled(batch), {}),
+        dataset,
+        num_steps=num_steps,
+        initial_step=initial_step,
+        optimizer=optimizer,
+        callbacks=callbacks,
+        eval_fn=eval_fn,
+        eval_every=eval_every,
+        trace_keys=("step", "loss", "nll", "grad_norm", "learning_rate", "seconds"),
+        divergence_hint="lower the learning rate or set clip_norm",
+    )
     return FitResult(
-        trace={k: np.asarray(v) for k, v in trace.items()},
+        trace=trace,
         evaluations=evaluations,
         steps_run=steps_run,
         final_step=initial_step + steps_run,
