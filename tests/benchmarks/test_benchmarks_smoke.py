@@ -1,0 +1,173 @@
+"""Smoke tests of the benchmark suite (`benchmarks/run.py`) on tiny shapes.
+
+They check that every implementation's code runs and that results.json / RESULTS.md
+have the documented schema. They never assert anything about speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+ROW_KEYS = {
+    "case": str,
+    "implementation": str,
+    "median": float,
+    "min": float,
+    "max": float,
+    "unit": str,
+    "repeats": int,
+    "compile_seconds": float,
+    "peak_rss_mb": float,
+}
+
+
+def _run_suite(out: Path, *args: str) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--repeats", "1"]
+    cmd += ["--rounds", "1"]
+    cmd += ["--warmup", "0", "--out", str(out), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    document = json.loads((out / "results.json").read_text())
+    assert (out / "RESULTS.md").read_text().startswith("# probseq speed benchmark results")
+    return document
+
+
+def _check_schema(document: dict, expected_pairs: set[tuple[str, str]]) -> None:
+    machine = document["machine"]
+    for key in ("cpu_model", "usable_cpus", "cpu_flags", "versions"):
+        assert key in machine
+    assert "avx512_bf16" in machine["cpu_flags"]
+    assert document["settings"]["quick"] is True
+    rows = document["results"]
+    assert {(r["case"], r["implementation"]) for r in rows} == expected_pairs
+    for row in rows:
+        assert "error" not in row, row
+        for key, kind in ROW_KEYS.items():
+            value = row[key]
+            assert isinstance(value, int if kind is int else (kind, int)), (key, row)
+        assert row["unit"] == "chars/s"
+        assert row["repeats"] == 1
+        assert 0 < row["min"] <= row["median"] <= row["max"]
+        assert row["compile_seconds"] >= 0
+        assert row["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_quick_suite_probseq_tf_keras_eager(tmp_path):
+    cases = ["train_charrnn", "eval_text8", "sample_1x500"]
+    impls = ["probseq_graph", "tf_keras", "eager_loop"]
+    document = _run_suite(tmp_path, "--in-process", "--cases", *cases, "--implementations", *impls)
+    expected = {(c, i) for c in cases for i in ("probseq_graph", "tf_keras")}
+    expected |= {("sample_1x500", "eager_loop")}
+    expected |= {(c, "probseq") for c in cases}  # the faster variant, copied
+    _check_schema(document, expected)
+    assert document["matmul"]["peak_gflops"] > 0
+    assert set(document["flops_per_char"]) == {"train_charrnn", "eval_text8"}
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    for case in cases:
+        assert f"### {case}" in markdown
+    assert "## Targets" in markdown
+
+
+@pytest.mark.slow
+def test_subprocess_mode_one_pair(tmp_path):
+    """The default mode: each pair in a fresh process reporting its own peak RSS."""
+    document = _run_suite(
+        tmp_path,
+        "--no-matmul",
+        "--cases",
+        "sample_64x64",
+        "--implementations",
+        "probseq_xla",
+    )
+    _check_schema(document, {("sample_64x64", "probseq_xla"), ("sample_64x64", "probseq")})
+    assert document["matmul"] is None
+
+
+@pytest.mark.slow
+def test_quick_suite_pytorch(tmp_path):
+    pytest.importorskip("torch")
+    cases = ["train_charrnn", "eval_charrnn", "sample_1x500"]
+    impls = ["pytorch", "pytorch_tuned"]
+    document = _run_suite(
+        tmp_path,
+        "--in-process",
+        "--no-matmul",
+        "--cases",
+        *cases,
+        "--implementations",
+        *impls,
+    )
+    _check_schema(document, {(c, i) for c in cases for i in impls})
+
+
+def test_select_probseq_and_targets():
+    from benchmarks import report, run
+
+    rows = [
+        {"case": "sample_1x500", "implementation": "probseq_graph", "median": 2.0},
+        {"case": "sample_1x500", "implementation": "probseq_xla", "median": 3.0},
+        {"case": "sample_1x500", "implementation": "pytorch", "median": 0.5},
+        {"case": "sample_1x500", "implementation": "eager_loop", "median": 0.1},
+    ]
+    best = run.select_probseq(rows)
+    assert [(r["implementation"], r["variant"], r["median"]) for r in best] == [
+        ("probseq", "probseq_xla", 3.0)
+    ]
+    goals = report.targets({"results": rows + best, "flops_per_char": {}})
+    assert ("sample_1x500", "probseq / faster PyTorch", 6.0, 4.0) in goals
+    assert ("sample_1x500", "probseq / eager_loop", 30.0, 30.0) in goals
+
+
+def test_flops_formula():
+    from benchmarks.common import CASES, flops_per_char
+
+    text8 = flops_per_char(CASES["train_text8"])
+    assert text8["forward"] == 2 * (512 * 2048 + 512 * 27)
+    assert text8["per_char"] == 3 * text8["forward"]
+    charrnn = flops_per_char(CASES["eval_charrnn"])
+    assert charrnn["per_char"] == 2 * (3 * 256 * 1024 + 256 * 66)
+
+
+def test_merge_rounds_pools_repeats():
+    from benchmarks import run
+
+    base = {"case": "eval_text8", "implementation": "tf_keras", "load_avg_1m": [1.0, 1.0]}
+    rows = [
+        dict(
+            base,
+            median=2.0,
+            rates=[1.0, 2.0, 3.0],
+            compile_seconds=1.0,
+            peak_rss_mb=10.0,
+            cpu_per_wall=1.0,
+            wall_seconds=5.0,
+        ),
+        dict(
+            base,
+            median=5.0,
+            rates=[4.0, 5.0, 6.0],
+            compile_seconds=3.0,
+            peak_rss_mb=30.0,
+            cpu_per_wall=2.0,
+            wall_seconds=5.0,
+        ),
+        dict(base, error="timed out", wall_seconds=9.0),
+    ]
+    merged = run.merge_rounds(rows)
+    assert merged["median"] == 3.5 and merged["min"] == 1.0 and merged["max"] == 6.0
+    assert merged["repeats"] == 6 and merged["rounds"] == 2
+    assert merged["round_medians"] == [2.0, 5.0]
+    assert merged["compile_seconds"] == 2.0 and merged["peak_rss_mb"] == 30.0
+    assert merged["failed_rounds"] == ["timed out"]
