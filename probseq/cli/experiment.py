@@ -33,7 +33,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, *, corpus: str, ru
     """The flags every char-LM experiment script shares."""
     parser.add_argument("--corpus", default=corpus, help="corpus name or text file/dir")
     parser.add_argument("--run-dir", default=run_dir, help="run directory (resumed if present)")
-    parser.add_argument("--budget-minutes", type=float, default=10.0, help="training budget")
+    parser.add_argument("--budget-minutes", type=float, default=9.0, help="training budget")
     parser.add_argument("--max-steps", type=int, default=None, help="total optimizer steps")
     parser.add_argument("--hidden-size", type=int, default=None)
     parser.add_argument("--num-layers", type=int, default=None)

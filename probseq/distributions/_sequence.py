@@ -33,7 +33,7 @@ class _TokenSequenceDistribution(tfd.Distribution):
     _TOKENS = "tokens"  # what the values are called in the validate_args messages
     _SEQUENCES = "sequences"  # ... and in the static length error
     _LENGTH_NAME = "num_steps"  # the constructor argument giving the event size
-    _CHECK_DTYPE_IN_ASSERTIONS = False  # validate_args: static dtype check before the length
+    _CHECK_DTYPE_IN_ASSERTIONS = True  # validate_args: static dtype check before the length
     _RANK_ERROR_NAME: str | None = None  # name in the unknown-batch-rank error (None: self.name)
 
     def _init_distribution(self, parameters, validate_args, allow_nan_stats, name):
@@ -47,6 +47,13 @@ class _TokenSequenceDistribution(tfd.Distribution):
         )
 
     # ------------------------------------------------------------------ subclass hooks
+
+    def _call_log_prob(self, value, name, **kwargs):
+        return super()._call_log_prob(_keep_float_dtype(value), name, **kwargs)
+
+    def _call_prob(self, value, name, **kwargs):
+        return super()._call_prob(_keep_float_dtype(value), name, **kwargs)
+
     def _decoder_params(self, params: dict) -> dict:
         """The part of `params` that generates the tokens (step, output head)."""
         raise NotImplementedError
@@ -399,3 +406,11 @@ def broadcast_state(state, batch_shape):
     return tf.nest.map_structure(
         lambda s: tf.broadcast_to(s, tf.concat([batch_shape, tf.shape(s)[-1:]], 0)), state
     )
+
+
+def _keep_float_dtype(value):
+    """Convert numpy float tokens without TFP's int32 dtype hint (which would truncate
+    1.5 to 1 before `validate_args` could see it)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return tf.convert_to_tensor(value)
+    return value

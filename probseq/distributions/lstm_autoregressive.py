@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
@@ -213,23 +212,8 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
             temperature=self._temperature_for(batch_shape, trailing=2),
         )
 
-    # ----------------------------------------------------------------- validation
-    def _call_log_prob(self, value, name, **kwargs):
-        return super()._call_log_prob(_keep_float_dtype(value), name, **kwargs)
-
-    def _call_prob(self, value, name, **kwargs):
-        return super()._call_prob(_keep_float_dtype(value), name, **kwargs)
-
 
 # ---------------------------------------------------------------------- helpers
-def _keep_float_dtype(value):
-    """Convert numpy float tokens without TFP's int32 dtype hint (which would truncate
-    1.5 to 1 before `validate_args` could see it)."""
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-        return tf.convert_to_tensor(value)
-    return value
-
-
 def _core_ndims(params: dict) -> dict:
     k = param_batch_ndims(params)
     return tf.nest.map_structure(lambda p: p.shape.rank - k, params)

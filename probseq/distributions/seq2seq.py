@@ -105,7 +105,6 @@ class EncoderDecoder(_TokenSequenceDistribution):
     _TOKENS = "target tokens"
     _SEQUENCES = "target sequences"
     _LENGTH_NAME = "target_steps"
-    _CHECK_DTYPE_IN_ASSERTIONS = True
 
     def __init__(
         self,

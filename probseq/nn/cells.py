@@ -50,8 +50,9 @@ The state of one layer is `LSTMState(c, h)` for the LSTM and `HiddenState(h)` fo
 GRU and the RNN; every tensor is `[..., H]`. The first step of a sequence may read no
 token: then `a = b`.
 
-Init (`init_cell_params`): Glorot-uniform input and output kernels, one orthogonal
-`H x H` recurrent block per gate, zero biases; for `"lstm"` identical to
+Init (`init_cell_params`): Glorot-uniform input and output kernels (layer 0's token
+table with 4x the Glorot limit), an orthogonal recurrent kernel (orthonormal rows across
+all gates), zero biases; for `"lstm"` identical to
 `probseq.nn.init_lstm_params` for the same seed.
 
 Shape conventions as in `probseq.nn.lstm`: with params batch shape `pb` (rank k), token
@@ -168,12 +169,20 @@ def _glorot(shape: list[int], seed, dtype) -> tf.Tensor:
     return tf.random.stateless_uniform(shape, seed, -limit, limit, dtype=dtype)
 
 
-def _orthogonal_blocks(hidden: int, blocks: int, seed, dtype) -> tf.Tensor:
-    """`[H, blocks*H]`: `blocks` independent orthogonal `H x H` matrices side by side."""
-    gaussian = tf.random.stateless_normal([blocks, hidden, hidden], seed, dtype=dtype)
-    q, r = tf.linalg.qr(gaussian)
-    q = q * tf.sign(tf.linalg.diag_part(r))[:, None, :]  # Haar-distributed (Mezzadri 2007)
-    return tf.concat(tf.unstack(q), axis=-1)
+# The layer-0 input kernel is a lookup table for one-hot tokens: one row is active at a
+# time, so the Glorot fan-in (V) understates the per-unit input. Scaling its Glorot limit
+# by 4 (and the joint orthogonal recurrent init below) made a 2x256 char-LM on Shakespeare
+# learn markedly faster: 3.34 vs 3.75 bits/char of training NLL after 250 steps
+# (docs/ARCHITECTURE.md, "Initialization").
+INPUT_TABLE_SCALE = 4.0
+
+
+def _orthogonal(hidden: int, width: int, seed, dtype) -> tf.Tensor:
+    """`[H, width]` with orthonormal rows (width >= H), as Keras' Orthogonal initializer."""
+    gaussian = tf.random.stateless_normal([width, hidden], seed, dtype=dtype)
+    q, r = tf.linalg.qr(gaussian)  # q :: [width, H], orthonormal columns
+    q = q * tf.sign(tf.linalg.diag_part(r))[None, :]  # Haar-distributed (Mezzadri 2007)
+    return tf.transpose(q)
 
 
 def init_cell_params(
@@ -209,8 +218,11 @@ def init_cell_params(
     for index in range(num_layers):
         rows = vocab_size if index == 0 else hidden_size
         params[f"layer_{index}"] = {
-            "input_kernel": _glorot([rows, gates * hidden_size], seeds[2 * index], dtype),
-            "recurrent_kernel": _orthogonal_blocks(hidden_size, gates, seeds[2 * index + 1], dtype),
+            "input_kernel": _glorot([rows, gates * hidden_size], seeds[2 * index], dtype)
+            * (INPUT_TABLE_SCALE if index == 0 else 1.0),
+            "recurrent_kernel": _orthogonal(
+                hidden_size, gates * hidden_size, seeds[2 * index + 1], dtype
+            ),
             "bias": tf.zeros([gates * hidden_size], dtype),
         }
     if output:

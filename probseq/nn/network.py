@@ -19,7 +19,8 @@ def init_lstm_params(
 ) -> dict:
     """A freshly initialized LSTM params structure (plain tensors).
 
-    Input and output kernels are Glorot-uniform, recurrent kernels orthogonal per gate,
+    Input and output kernels are Glorot-uniform (layer 0's token table with 4x the limit),
+    recurrent kernels orthogonal with orthonormal rows across the gates,
     biases zero (the forget gate's +1 lives in the cell equation). An int seed `s` means
     the pair `(s, 0)`: the same seed gives the same weights.
     """

@@ -309,6 +309,8 @@ def test_validate_args_errors():
         dist.log_prob([0, -1, 1])
     with pytest.raises(tf.errors.InvalidArgumentError, match="integer-valued"):
         dist.log_prob([0.0, 1.5, 1.0])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="integer-valued"):
+        dist.log_prob(np.array([0.0, 1.5, 1.0]))  # numpy floats are not truncated first
     np.testing.assert_allclose(dist.log_prob([0.0, 1.0, 2.0]), dist.log_prob([0, 1, 2]))
     with pytest.raises(ValueError, match="length target_steps=3"):
         dist.log_prob([0, 1])  # a statically wrong length raises even without validate_args

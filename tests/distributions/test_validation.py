@@ -256,3 +256,10 @@ def test_assertion_detection_finds_the_validate_args_checks():
         "Checked: temperature must be positive",
     ]:
         assert expected in messages
+
+
+@pytest.mark.parametrize("validate_args", [False, True])
+def test_bool_tokens_are_a_clear_type_error(validate_args):
+    dist = probseq.LSTMAutoregressive(NET, T, validate_args=validate_args)
+    with pytest.raises(TypeError, match="tokens must be integers"):
+        dist.log_prob(tf.constant([[True, False, True, False]]))

@@ -241,9 +241,9 @@ def test_init_shapes_seeds_and_head(cell):
     for a, b in zip(tf.nest.flatten(params), tf.nest.flatten(again), strict=True):
         np.testing.assert_array_equal(a, b)  # an int seed is reproducible
     assert not np.array_equal(params["output"]["kernel"], other["output"]["kernel"])
-    blocks = np.split(np.asarray(params["layer_0"]["recurrent_kernel"]), gates, axis=-1)
-    for block in blocks:
-        np.testing.assert_allclose(block.T @ block, np.eye(H), atol=1e-5)
+    kernel = np.asarray(params["layer_0"]["recurrent_kernel"])  # [H, G*H]
+    # Orthonormal rows across all gates (Keras' Orthogonal initializer).
+    np.testing.assert_allclose(kernel @ kernel.T, np.eye(H), atol=1e-5)
     assert "output" not in init_cell_params(V, H, cell=cell, output=False, seed=1)
 
 

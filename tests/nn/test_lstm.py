@@ -224,26 +224,26 @@ def test_network_attributes_and_params_structure(num_layers):
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_recurrent_kernel_blocks_are_orthogonal(num_layers):
+def test_recurrent_kernel_is_orthogonal(num_layers):
     net = probseq.LSTMNetwork(V, 6, num_layers=num_layers, seed=2, dtype=tf.float64)
     for index in range(num_layers):
-        kernel = net.params[f"layer_{index}"]["recurrent_kernel"].numpy()
+        kernel = net.params[f"layer_{index}"]["recurrent_kernel"].numpy()  # [H, 4H]
+        # Orthonormal rows across all four gates (Keras' Orthogonal initializer).
+        np.testing.assert_allclose(kernel @ kernel.T, np.eye(6), atol=1e-12)
         blocks = np.split(kernel, 4, axis=-1)
-        for q in blocks:
-            np.testing.assert_allclose(q.T @ q, np.eye(6), atol=1e-12)
-            np.testing.assert_allclose(q @ q.T, np.eye(6), atol=1e-12)
-        # Independent blocks, not one matrix repeated.
         assert not np.allclose(blocks[0], blocks[1])
 
 
 def test_input_and_output_kernels_are_glorot_bounded_and_nonzero():
+    from probseq.nn.cells import INPUT_TABLE_SCALE
+
     net = probseq.LSTMNetwork(V, H, num_layers=2, seed=3)
-    for kernel in [
-        net.params["layer_0"]["input_kernel"],
-        net.params["layer_1"]["input_kernel"],
-        net.params["output"]["kernel"],
+    for kernel, scale in [
+        (net.params["layer_0"]["input_kernel"], INPUT_TABLE_SCALE),
+        (net.params["layer_1"]["input_kernel"], 1.0),
+        (net.params["output"]["kernel"], 1.0),
     ]:
-        limit = np.sqrt(6.0 / sum(kernel.shape))
+        limit = scale * np.sqrt(6.0 / sum(kernel.shape))
         values = kernel.numpy()
         assert np.all(np.abs(values) <= limit)
         assert np.std(values) > 0.1 * limit
