@@ -7,12 +7,12 @@ CPU time budget. Prints held-out NLL per window, NLL per character and bits per
 character on the test split (independent windows and one stream), and a primed sample;
 writes a results JSON.
 
-    python experiments/shakespeare_char_rnn.py                     # 10-minute default
+    python experiments/shakespeare_char_rnn.py                     # 9-minute default
     python experiments/shakespeare_char_rnn.py --budget-minutes 30 --max-steps 6000
     python experiments/shakespeare_char_rnn.py --tiny              # smoke test (seconds)
 
 Rerunning with the same `--run-dir` resumes the run from its last checkpoint.
-Departures from the tutorial, chosen for a 10-minute CPU budget: Adam's peak learning
+Departures from the tutorial, chosen for a ~10-minute CPU budget: Adam's peak learning
 rate 2e-3 with 100 warm-up steps and cosine decay to 5% of the peak by the end of the
 budget (or of max_steps, if that comes first); the tutorial uses a constant 1e-3.
 """
@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from probseq.cli.experiment import add_experiment_arguments, run_char_lm_experiment
 
 # The tutorial's model. The cosine learning-rate decay ends at max_steps or at the end of
-# the time budget, whichever comes first (on this 2-core machine: the 10-minute budget).
+# the time budget, whichever comes first (on this 2-core machine: the time budget).
 SETTINGS = dict(
     hidden_size=256,
     num_layers=2,
