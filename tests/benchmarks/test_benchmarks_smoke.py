@@ -97,19 +97,23 @@ def test_subprocess_mode_one_pair(tmp_path):
 
 @pytest.mark.slow
 def test_quick_suite_pytorch(tmp_path):
-    pytest.importorskip("torch")
+    """PyTorch is an optional extra (`make bench` installs it): with it the peers run;
+    without it the suite still succeeds and reports them as not installed."""
+    import importlib.util
+
     cases = ["train_charrnn", "eval_charrnn", "sample_1x500"]
     impls = ["pytorch", "pytorch_tuned"]
-    document = _run_suite(
-        tmp_path,
-        "--in-process",
-        "--no-matmul",
-        "--cases",
-        *cases,
-        "--implementations",
-        *impls,
-    )
-    _check_schema(document, {(c, i) for c in cases for i in impls})
+    args = ["--in-process", "--no-matmul", "--cases", *cases, "--implementations", *impls]
+    if importlib.util.find_spec("torch") is not None:
+        _check_schema(_run_suite(tmp_path, *args), {(c, i) for c in cases for i in impls})
+        return
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--repeats", "1",
+           "--rounds", "1", "--warmup", "0", "--out", str(tmp_path), *args]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipped (torch not installed)" in proc.stdout
+    assert json.loads((tmp_path / "results.json").read_text())["results"] == []
 
 
 def test_select_probseq_and_targets():
