@@ -15,7 +15,13 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import reparameterization, samplers, tensor_util
+from tensorflow_probability.python.internal import (
+    dtype_util,
+    parameter_properties,
+    reparameterization,
+    samplers,
+    tensor_util,
+)
 
 from probseq.nn.cells import cell_logits
 
@@ -35,6 +41,26 @@ class _TokenSequenceDistribution(tfd.Distribution):
     _LENGTH_NAME = "num_steps"  # the constructor argument giving the event size
     _CHECK_DTYPE_IN_ASSERTIONS = True  # validate_args: static dtype check before the length
     _RANK_ERROR_NAME: str | None = None  # name in the unknown-batch-rank error (None: self.name)
+
+    @classmethod
+    def _shared_parameter_properties(cls, dtype) -> dict:
+        """`temperature` and `params` properties; subclasses add their context parameter.
+
+        The network's params carry no batch dims, so their rank is each leaf's core rank.
+        """
+        return dict(
+            temperature=parameter_properties.ParameterProperties(
+                default_constraining_bijector_fn=(
+                    lambda: tfp.bijectors.Softplus(low=dtype_util.eps(dtype))
+                )
+            ),
+            params=parameter_properties.ParameterProperties(
+                event_ndims=lambda self: tf.nest.map_structure(
+                    lambda p: p.shape.rank, self._network.params
+                ),
+                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
+            ),
+        )
 
     def _init_distribution(self, parameters, validate_args, allow_nan_stats, name):
         super().__init__(

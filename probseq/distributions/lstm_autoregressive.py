@@ -5,7 +5,6 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
-    dtype_util,
     parameter_properties,
     samplers,
     tensor_util,
@@ -20,7 +19,7 @@ from probseq.distributions._sequence import (
     range_assertions,
     sample_tokens,
 )
-from probseq.nn import cell_logits, cell_start, cell_step, param_batch_ndims
+from probseq.nn import cell_logits, cell_start, cell_step
 
 tfd = tfp.distributions
 
@@ -128,15 +127,7 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
                 event_ndims=1,
                 default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
             ),
-            temperature=parameter_properties.ParameterProperties(
-                default_constraining_bijector_fn=(
-                    lambda: tfp.bijectors.Softplus(low=dtype_util.eps(dtype))
-                )
-            ),
-            params=parameter_properties.ParameterProperties(
-                event_ndims=lambda self: _core_ndims(self._network.params),
-                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
-            ),
+            **cls._shared_parameter_properties(dtype),
         )
 
     @property
@@ -211,9 +202,3 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
             batch_rank=batch_rank,
             temperature=self._temperature_for(batch_shape, trailing=2),
         )
-
-
-# ---------------------------------------------------------------------- helpers
-def _core_ndims(params: dict) -> dict:
-    k = param_batch_ndims(params)
-    return tf.nest.map_structure(lambda p: p.shape.rank - k, params)

@@ -8,7 +8,6 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
-    dtype_util,
     parameter_properties,
     samplers,
     tensor_util,
@@ -140,17 +139,7 @@ class EncoderDecoder(_TokenSequenceDistribution):
                 event_ndims=1,
                 default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
             ),
-            temperature=parameter_properties.ParameterProperties(
-                default_constraining_bijector_fn=(
-                    lambda: tfp.bijectors.Softplus(low=dtype_util.eps(dtype))
-                )
-            ),
-            params=parameter_properties.ParameterProperties(
-                event_ndims=lambda self: tf.nest.map_structure(
-                    lambda p: p.shape.rank, self._network.params
-                ),
-                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
-            ),
+            **cls._shared_parameter_properties(dtype),
         )
 
     @property
