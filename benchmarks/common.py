@@ -267,3 +267,12 @@ def drive(call, timer: Timer) -> dict:
         call()
         if timer.tick():
             return timer.result()
+
+
+def thread_settings() -> str:
+    """The process's TensorFlow thread settings, as the notes of a result row."""
+    import tensorflow as tf
+
+    intra = tf.config.threading.get_intra_op_parallelism_threads() or "default"
+    inter = tf.config.threading.get_inter_op_parallelism_threads() or "default"
+    return f"threads intra_op={intra} inter_op={inter}"

@@ -1,9 +1,15 @@
 """probseq through its public API, for `benchmarks/run.py` (not run on its own).
 
-Variants (one fresh process each; `run.py` reports the faster as `probseq`):
+Variants (one fresh process each; `run.py` reports the faster of the first two as
+`probseq`):
 
-* `probseq_graph`: `tf.function` without XLA.
+* `probseq_graph`: `tf.function` without XLA, after `probseq.set_cpu_threads()` (the
+  documented CPU set-up: one thread per op, one inter-op thread per core, so the batch
+  runs as concurrent slices; see `probseq/nn/threads.py`).
 * `probseq_xla`: the same with `jit_compile=True`.
+* `probseq_tfthreads`: `probseq_graph` with TensorFlow's default thread settings (no
+  `set_cpu_threads` call): what a user who skips the set-up gets. Reported, never
+  selected as `probseq`.
 
 Train: `probseq.inference.fit_map` on `LSTMAutoregressive(net, T)` (maximum likelihood,
 `prior=None`, tf_keras Adam, global-norm clipping where the case has it); a `Callback`
@@ -18,9 +24,14 @@ from __future__ import annotations
 
 import itertools
 
-from benchmarks.common import CaseSpec, Timer, drive, random_batches
+from benchmarks.common import CaseSpec, Timer, drive, random_batches, thread_settings
 
-VARIANTS = {"probseq_graph": False, "probseq_xla": True}
+# variant -> (jit_compile, call probseq.set_cpu_threads())
+VARIANTS = {
+    "probseq_graph": (False, True),
+    "probseq_xla": (True, True),
+    "probseq_tfthreads": (False, False),
+}
 
 
 def run(impl: str, spec: CaseSpec, timer: Timer) -> dict:
@@ -28,8 +39,11 @@ def run(impl: str, spec: CaseSpec, timer: Timer) -> dict:
     import tensorflow as tf
 
     import probseq
+    from probseq.cli.main import use_probseq_threads
 
-    jit = VARIANTS[impl]
+    jit, threads = VARIANTS[impl]
+    if threads:  # kept as is when TensorFlow already runs (run.py --in-process)
+        use_probseq_threads()
     net = probseq.LSTMNetwork(spec.vocab, spec.hidden, spec.layers, seed=1)
     if spec.kind == "train":
         result = _train(spec, net, timer, jit)
@@ -41,7 +55,7 @@ def run(impl: str, spec: CaseSpec, timer: Timer) -> dict:
         seeds = (tf.constant([i, 7], tf.int32) for i in itertools.count())
         result = drive(lambda: fn(next(seeds)).numpy(), timer)
         result["traces"] = fn.experimental_get_tracing_count()
-    result["notes"] = f"jit_compile={jit}"
+    result["notes"] = f"jit_compile={jit}, {thread_settings()}"
     return result
 
 

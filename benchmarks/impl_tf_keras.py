@@ -14,13 +14,21 @@ probseq's), `L` stacked `tf_keras.layers.LSTM(H, return_sequences=True)`, then
   character from a Python loop, `tf.random.categorical` for the draw.
 
 `tf_keras_xla` is the same with `jit_compile=True` (compile / tf.function).
+`tf_keras_threads` is `tf_keras` with probseq's recommended CPU thread settings (one
+thread per op, one inter-op thread per core; `probseq.set_cpu_threads()`), a control
+showing what those settings alone do to a standard Keras model.
 """
 
 from __future__ import annotations
 
-from benchmarks.common import CaseSpec, Timer, drive, random_batches
+from benchmarks.common import CaseSpec, Timer, drive, random_batches, thread_settings
 
-VARIANTS = {"tf_keras": False, "tf_keras_xla": True}
+# variant -> (jit_compile, probseq's thread settings)
+VARIANTS = {
+    "tf_keras": (False, False),
+    "tf_keras_xla": (True, False),
+    "tf_keras_threads": (False, True),
+}
 
 
 def build_model(spec: CaseSpec):
@@ -90,10 +98,16 @@ def run(impl: str, spec: CaseSpec, timer: Timer) -> dict:
     import tensorflow as tf
     import tf_keras
 
-    jit = VARIANTS[impl]
+    jit, threads = VARIANTS[impl]
+    if threads:  # kept as is when TensorFlow already runs (run.py --in-process)
+        from probseq.cli.main import use_probseq_threads
+
+        use_probseq_threads()
     if spec.kind == "sample":
         result = drive(sampler(spec, "xla" if jit else "graph"), timer)
-        result["notes"] = f"per-step tf.function(jit_compile={jit}) in a Python loop"
+        result["notes"] = (
+            f"per-step tf.function(jit_compile={jit}) in a Python loop, {thread_settings()}"
+        )
         return result
 
     data = random_batches(spec)
@@ -120,5 +134,6 @@ def run(impl: str, spec: CaseSpec, timer: Timer) -> dict:
         model.evaluate(dataset, steps=timer.calls_before_calibration, callbacks=[Tick()], verbose=0)
         model.evaluate(dataset, steps=timer.calls_remaining, callbacks=[Tick()], verbose=0)
     result = timer.result()
-    result["notes"] = f"model.{'fit' if spec.kind == 'train' else 'evaluate'}, jit_compile={jit}"
+    method = "fit" if spec.kind == "train" else "evaluate"
+    result["notes"] = f"model.{method}, jit_compile={jit}, {thread_settings()}"
     return result

@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from probseq import LSTMAutoregressive, LSTMNetwork
+from probseq.cli.main import use_probseq_threads
 from probseq.data import load_corpus, random_windows
 from probseq.evaluation import (
     compare_models,
@@ -305,6 +306,7 @@ def _summary(result) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
+    use_probseq_threads()
     started = time.perf_counter()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import tensorflow as tf
 
+from probseq.cli.main import use_probseq_threads
 from probseq.distributions import EncoderDecoder, greedy_decode
 from probseq.inference import Callback, FitResult, GaussianPrior, StepInfo, fit_map
 from probseq.nn import Seq2SeqNetwork
@@ -310,6 +311,7 @@ def config_from_args(args: argparse.Namespace) -> EchoConfig:
 def main(argv=None) -> dict:
     """Run the experiment from command-line arguments; returns the results dict."""
     args = parse_args(argv)
+    use_probseq_threads()
     config = config_from_args(args)
     print(f"config: {json.dumps(dataclasses.asdict(config))}", file=sys.stderr)
     results = run(config, progress_every=args.progress_every)

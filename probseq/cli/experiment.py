@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from probseq.cli.config import resolve_config
+from probseq.cli.main import use_probseq_threads
 from probseq.cli.runs import evaluate_run, sample_run
 from probseq.cli.train import train
 
@@ -57,6 +58,7 @@ def run_char_lm_experiment(
     Prints held-out NLL per window, per character, bits per character (windows and
     stream) and a primed sample; writes the results JSON and returns it.
     """
+    use_probseq_threads()
     overrides = dict(overrides, corpus=args.corpus, seed=args.seed)
     overrides["budget_minutes"] = args.budget_minutes
     if args.cache_dir:

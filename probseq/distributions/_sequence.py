@@ -23,7 +23,7 @@ from tensorflow_probability.python.internal import (
     tensor_util,
 )
 
-from probseq.nn.cells import cell_logits
+from probseq.nn.cells import cell_logits, slice_sizes
 
 tfd = tfp.distributions
 
@@ -297,37 +297,59 @@ def sample_tokens(
     logits = tf.broadcast_to(logits[..., None, :], tf.concat([full, tf.shape(logits)[-1:]], 0))
     state = broadcast_state(expand_state(state), full)
     seeds = samplers.split_seed(seed, n=tf.constant(num_steps))
+    noise_shape = tf.shape(logits)
+    # Independent slices of the `n` axis may run as separate loops (`slice_sizes`); each
+    # draws the full-shape noise and keeps its slice, so the sample does not depend on
+    # the number of slices.
+    sizes = slice_sizes(n, batch_rank)
 
-    def draw(logits, step_seed):
+    def draw(logits, step_seed, piece):
         if temperature is not None:
             logits = logits / temperature
         # Gumbel-max: argmax(logits + G) ~ Categorical(logits); works for any rank.
         u = samplers.uniform(
-            tf.shape(logits),
+            noise_shape,
             minval=np.finfo(np.float32).tiny,
             maxval=1.0,
             dtype=logits.dtype,
             seed=step_seed,
         )
-        return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
+        gumbel = -tf.math.log(-tf.math.log(u))
+        if sizes is not None:
+            gumbel = tf.split(gumbel, sizes, axis=batch_rank)[piece]
+        return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
 
-    first = draw(logits, seeds[0])
-    tokens = tf.TensorArray(tf.int32, size=num_steps, element_shape=first.shape)
-    tokens = tokens.write(0, first)
+    def run(logits, state, piece):
+        first = draw(logits, seeds[0], piece)
+        tokens = tf.TensorArray(tf.int32, size=num_steps, element_shape=first.shape)
+        tokens = tokens.write(0, first)
 
-    def body(t, token, state, tokens):
-        logits, state = step(token, state)
-        token = draw(logits, seeds[t])
-        return t + 1, token, state, tokens.write(t, token)
+        def body(t, token, state, tokens):
+            logits, state = step(token, state)
+            token = draw(logits, seeds[t], piece)
+            return t + 1, token, state, tokens.write(t, token)
 
-    if num_steps > 1:
-        _, _, _, tokens = tf.while_loop(
-            lambda t, *_: t < num_steps,
-            body,
-            (tf.constant(1), first, state, tokens),
-            maximum_iterations=num_steps - 1,
+        if num_steps > 1:
+            _, _, _, tokens = tf.while_loop(
+                lambda t, *_: t < num_steps,
+                body,
+                (tf.constant(1), first, state, tokens),
+                maximum_iterations=num_steps - 1,
+            )
+        return tokens.stack()  # :: [T] + batch + [n or the slice's rows]
+
+    if sizes is None:
+        samples = run(logits, state, None)
+    else:
+        logit_slices = tf.split(logits, sizes, axis=batch_rank)
+        state_slices = [
+            tf.nest.map_structure(lambda s, i=i: tf.split(s, sizes, axis=batch_rank)[i], state)
+            for i in range(len(sizes))
+        ]
+        samples = tf.concat(
+            [run(logit_slices[i], state_slices[i], i) for i in range(len(sizes))],
+            axis=batch_rank + 1,
         )
-    samples = tokens.stack()  # :: [T] + batch + [n]
     perm = [batch_rank + 1] + list(range(1, batch_rank + 1)) + [0]
     return tf.transpose(samples, perm)  # :: [n] + batch + [T]
 

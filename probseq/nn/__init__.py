@@ -26,6 +26,7 @@ from probseq.nn.lstm import (
     sizes_of,
 )
 from probseq.nn.network import LSTMNetwork, Seq2SeqNetwork, init_lstm_params
+from probseq.nn.threads import parallel_chains, set_cpu_threads, usable_cpus
 
 __all__ = [
     "CELL_NAMES",
@@ -51,5 +52,8 @@ __all__ = [
     "lstm_step",
     "num_layers_of",
     "param_batch_ndims",
+    "parallel_chains",
+    "set_cpu_threads",
     "sizes_of",
+    "usable_cpus",
 ]

@@ -69,6 +69,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.internal import samplers
 
+from probseq.nn.threads import parallel_chains
+
 __all__ = [
     "CELL_NAMES",
     "Cell",
@@ -85,6 +87,7 @@ __all__ = [
     "get_cell",
     "init_cell_params",
     "init_seed",
+    "slice_sizes",
 ]
 
 
@@ -324,23 +327,51 @@ def _matmul(x: tf.Tensor, kernel: tf.Tensor, k: int, lead: int = 0) -> tf.Tensor
     return out
 
 
-def _gather_rows(kernel: tf.Tensor, tokens: tf.Tensor, k: int, lead: int = 0) -> tf.Tensor:
-    """Input projection as a row gather: `tokens :: [L]*lead + pb + rest` -> `+ [G*H]`."""
+def _row_gather(kernel: tf.Tensor, k: int, rest: int) -> Callable:
+    """`gather(tokens)`: rows of `kernel :: pb + [V, F]` for `tokens :: pb + rest` (rank
+    `rest` after the `k` param batch dims) -> `pb + rest + [F]`.
+
+    With a param batch, the batch is folded into the row index of one flat table
+    (`row = p * V + token`), computed once, so the returned function is one gather.
+    """
     if k == 0:
-        return tf.gather(kernel, tokens)
-    # Fold the param batch into the row index of one flat table: row = p * V + token.
+        return lambda tokens: tf.gather(kernel, tokens)
     shape = tf.shape(kernel)
-    pb, vocab = shape[:k], shape[-2]
-    flat_kernel = tf.reshape(kernel, [-1, shape[-1]])
-    offsets = tf.range(tf.reduce_prod(pb), dtype=tokens.dtype) * tf.cast(vocab, tokens.dtype)
-    rest = tokens.shape.rank - lead - k
-    offsets = tf.reshape(
-        offsets, tf.concat([tf.ones([lead], tf.int32), pb, tf.ones([rest], tf.int32)], 0)
-    )
-    return tf.gather(flat_kernel, tokens + offsets)
+    flat = tf.reshape(kernel, [-1, shape[-1]])
+    offsets = tf.range(tf.reduce_prod(shape[:k])) * shape[-2]
+    offsets = tf.reshape(offsets, tf.concat([shape[:k], tf.ones([rest], tf.int32)], 0))
+
+    def gather(tokens):
+        same = tokens.dtype == offsets.dtype
+        return tf.gather(flat, tokens + (offsets if same else tf.cast(offsets, tokens.dtype)))
+
+    return gather
 
 
 # ------------------------------------------------------------------ the core
+def _recur(read: Callable, num_steps, recurrent_kernel, state, cell: Cell, keep_outputs: bool):
+    """The time loop: `state = cell.update(read(t), h Wh, state)` for `t < num_steps`.
+
+    `read(t)` returns step `t`'s input projection `batch + [G*H]` (bias included).
+    """
+    k = recurrent_kernel.shape.rank - 2
+    outputs = tf.TensorArray(recurrent_kernel.dtype, size=num_steps, element_shape=state.h.shape)
+
+    def body(t, state, outputs):
+        new = cell.update(read(t), _matmul(state.h, recurrent_kernel, k), state)
+        if keep_outputs:
+            outputs = outputs.write(t, new.h)
+        return t + 1, new, outputs
+
+    _, state, outputs = tf.while_loop(
+        lambda t, *_: t < num_steps,
+        body,
+        (tf.constant(0), state, outputs),
+        maximum_iterations=num_steps,
+    )
+    return (outputs.stack() if keep_outputs else None), state
+
+
 def cell_layer(
     inputs: tf.Tensor,
     recurrent_kernel: tf.Tensor,
@@ -362,49 +393,113 @@ def cell_layer(
       hidden outputs `[T] + batch + [H]` (or None), and the final state.
     """
     cell = _checked_cell({"layer_0": {"recurrent_kernel": recurrent_kernel}}, cell)
-    k = recurrent_kernel.shape.rank - 2
     num_steps = tf.shape(inputs)[0]
     projections = tf.TensorArray(inputs.dtype, size=num_steps).unstack(inputs)
-    outputs = tf.TensorArray(inputs.dtype, size=num_steps, element_shape=state.h.shape)
-
-    def body(t, state, outputs):
-        new = cell.update(projections.read(t), _matmul(state.h, recurrent_kernel, k), state)
-        if keep_outputs:
-            outputs = outputs.write(t, new.h)
-        return t + 1, new, outputs
-
-    _, state, outputs = tf.while_loop(
-        lambda t, *_: t < num_steps,
-        body,
-        (tf.constant(0), state, outputs),
-        maximum_iterations=num_steps,
-    )
-    return (outputs.stack() if keep_outputs else None), state
+    return _recur(projections.read, num_steps, recurrent_kernel, state, cell, keep_outputs)
 
 
-def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool):
-    """All layers over time-major inputs; returns top outputs `[T] + batch + [H]`, states."""
+def _token_reader(layer: dict, tokens_tm: tf.Tensor, k: int) -> Callable:
+    """`read(t)`: layer 0's input projection at step `t`, gathered inside the time loop.
+
+    The bias is folded into the `[V, G*H]` table once (`W_in + b`), and each step gathers
+    its `batch` rows from that small table. Building the whole `[T] + batch + [G*H]`
+    projection before the loop instead costs several passes over a large tensor (the
+    gather, the bias add, the loop's copy; backward: the stack, a bias reduction over
+    `T * batch` rows, the gather gradient), measured 7-15% slower on the benchmark's
+    training and evaluation cases (benchmarks/ANALYSIS.md).
+    """
+    table = layer["input_kernel"] + layer["bias"][..., None, :]  # :: pb + [V, G*H]
+    steps = tf.TensorArray(tokens_tm.dtype, size=tf.shape(tokens_tm)[0]).unstack(tokens_tm)
+    gather = _row_gather(table, k, tokens_tm.shape.rank - 1 - k)
+    return lambda t: gather(steps.read(t))
+
+
+def _stack_layers(params: dict, tokens_tm: tf.Tensor, state, cell: Cell, keep_top: bool):
+    """All layers over time-major tokens `[T] + pb + rest`; top outputs and final states."""
     k = _batch_ndims(params)
-    tokens = tf.convert_to_tensor(tokens)
-    rank = tokens.shape.rank
-    tokens_tm = tf.transpose(tokens, [rank - 1] + list(range(rank - 1)))  # [T] + pb + rest
-    extra = rank - 1 - k  # rank of `rest`
+    extra = tokens_tm.shape.rank - 1 - k  # rank of `rest`
+    num_steps = tf.shape(tokens_tm)[0]
     num_layers = _num_layers(params)
     x = None
     final = []
     for index in range(num_layers):
         layer = params[f"layer_{index}"]
+        keep = keep_top or index < num_layers - 1
         if index == 0:
-            a = _gather_rows(layer["input_kernel"], tokens_tm, k, lead=1)
+            read = _token_reader(layer, tokens_tm, k)
+            x, last = _recur(
+                read, num_steps, layer["recurrent_kernel"], state[0], cell, keep_outputs=keep
+            )
         else:
             a = _matmul(x, layer["input_kernel"], k, lead=1)
-        a = a + _expand_param(layer["bias"], k, extra, lead=1)
-        keep = keep_top or index < num_layers - 1
-        x, last = cell_layer(
-            a, layer["recurrent_kernel"], state[index], cell=cell, keep_outputs=keep
-        )
+            a = a + _expand_param(layer["bias"], k, extra, lead=1)
+            x, last = cell_layer(
+                a, layer["recurrent_kernel"], state[index], cell=cell, keep_outputs=keep
+            )
         final.append(last)
     return x, tuple(final)
+
+
+# Below this many batch rows per slice, cutting the batch does not pay for itself.
+MIN_CHAIN_ROWS = 16
+
+
+def _in_xla_context() -> bool:
+    try:  # private, but the only way to ask; without it we just never cut under XLA
+        from tensorflow.python.ops import control_flow_util
+
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):  # pragma: no cover - depends on TF internals
+        return False
+
+
+def slice_sizes(rows, axis: int, state=None) -> list[int] | None:
+    """How to cut `rows` independent batch rows into concurrently running slices.
+
+    Returns the slice sizes (`parallel_chains()` of them, as even as possible), or None
+    for no cut: one chain configured, `rows` not static or below `MIN_CHAIN_ROWS` per
+    slice, inside an XLA compilation (XLA runs the loops one after another, measured
+    slower), or a `state` whose tensors do not have `rows` at `axis`.
+    """
+    chains = parallel_chains()
+    rows = tf.get_static_value(rows) if tf.is_tensor(rows) else rows
+    if chains < 2 or rows is None or int(rows) < chains * MIN_CHAIN_ROWS or _in_xla_context():
+        return None
+    for layer_state in state or ():
+        for tensor in layer_state:
+            if tensor.shape.rank is None or tensor.shape[axis] != rows:
+                return None
+    base, extra = divmod(int(rows), chains)
+    return [base + (i < extra) for i in range(chains)]
+
+
+def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool):
+    """All layers over `tokens :: pb + rest + [T]`: top outputs `[T] + pb + rest + [H]`
+    (time-major; None unless `keep_top`) and the final per-layer states.
+
+    With `parallel_chains() > 1` and a large enough batch, the first `rest` axis is cut
+    into independent slices that run concurrently (see `parallel_chains`).
+    """
+    k = _batch_ndims(params)
+    tokens = tf.convert_to_tensor(tokens)
+    rank = tokens.shape.rank
+    tokens_tm = tf.transpose(tokens, [rank - 1] + list(range(rank - 1)))  # [T] + pb + rest
+    state = tuple(state)
+    sizes = None if rank < k + 2 else slice_sizes(tokens_tm.shape[1 + k], k, state)
+    if sizes is None:
+        return _stack_layers(params, tokens_tm, state, cell, keep_top)
+    token_slices = tf.split(tokens_tm, sizes, axis=1 + k)
+    state_slices = [
+        tf.nest.map_structure(lambda s, i=i: tf.split(s, sizes, axis=k)[i], state)
+        for i in range(len(sizes))
+    ]
+    parts = [
+        _stack_layers(params, t, s, cell, keep_top)
+        for t, s in zip(token_slices, state_slices, strict=True)
+    ]
+    x = tf.concat([p[0] for p in parts], axis=1 + k) if keep_top else None
+    final = tf.nest.map_structure(lambda *s: tf.concat(s, axis=k), *[p[1] for p in parts])
+    return x, final
 
 
 def _to_batch_major(x: tf.Tensor) -> tf.Tensor:
@@ -505,7 +600,9 @@ def cell_step(
         a = _expand_param(layer["bias"], k, extra)
         if index == 0:
             if token is not None:
-                a = a + _gather_rows(layer["input_kernel"], tf.convert_to_tensor(token), k)
+                token = tf.convert_to_tensor(token)
+                gather = _row_gather(layer["input_kernel"], k, token.shape.rank - k)
+                a = a + gather(token)
         else:
             a = a + _matmul(x, layer["input_kernel"], k)
         r = _matmul(layer_state.h, layer["recurrent_kernel"], k)
