@@ -95,6 +95,30 @@ def test_subprocess_mode_one_pair(tmp_path):
     assert document["matmul"] is None
 
 
+def test_thread_setting_variants_run_with_their_settings(tmp_path):
+    """probseq rows run after set_cpu_threads(); the two controls say what they ran with."""
+    impls = ["probseq_graph", "probseq_tfthreads", "tf_keras_threads"]
+    document = _run_suite(
+        tmp_path, "--no-matmul", "--cases", "eval_charrnn", "--implementations", *impls
+    )
+    expected = {("eval_charrnn", i) for i in impls} | {("eval_charrnn", "probseq")}
+    _check_schema(document, expected)
+    notes = {r["implementation"]: r["notes"] for r in document["results"]}
+    assert "intra_op=1 inter_op=" in notes["probseq_graph"]
+    assert "intra_op=1 inter_op=" in notes["tf_keras_threads"]
+    assert "intra_op=default inter_op=default" in notes["probseq_tfthreads"]
+
+
+def test_loop_ceiling_runs_on_tiny_shapes():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "loop_ceiling.py"), "--batch", "4"]
+    cmd += ["--hidden", "8", "--steps", "3", "--seconds", "0.05"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if "chains=" in line]
+    assert len(lines) == 4 and all("chars/s" in line for line in lines), proc.stdout
+
+
 @pytest.mark.slow
 def test_quick_suite_pytorch(tmp_path):
     """PyTorch is an optional extra (`make bench` installs it): with it the peers run;
@@ -122,6 +146,8 @@ def test_select_probseq_and_targets():
     rows = [
         {"case": "sample_1x500", "implementation": "probseq_graph", "median": 2.0},
         {"case": "sample_1x500", "implementation": "probseq_xla", "median": 3.0},
+        # TensorFlow's default threads: reported, never chosen as `probseq`.
+        {"case": "sample_1x500", "implementation": "probseq_tfthreads", "median": 5.0},
         {"case": "sample_1x500", "implementation": "pytorch", "median": 0.5},
         {"case": "sample_1x500", "implementation": "eager_loop", "median": 0.1},
     ]
