@@ -23,7 +23,7 @@ from tensorflow_probability.python.internal import (
     tensor_util,
 )
 
-from probseq.nn.cells import cell_logits, slice_sizes
+from probseq.nn.cells import cell_logits, slice_sizes, split_rows
 
 tfd = tfp.distributions
 
@@ -341,13 +341,9 @@ def sample_tokens(
     if sizes is None:
         samples = run(logits, state, None)
     else:
-        logit_slices = tf.split(logits, sizes, axis=batch_rank)
-        state_slices = [
-            tf.nest.map_structure(lambda s, i=i: tf.split(s, sizes, axis=batch_rank)[i], state)
-            for i in range(len(sizes))
-        ]
+        slices = split_rows((logits, state), sizes, axis=batch_rank)
         samples = tf.concat(
-            [run(logit_slices[i], state_slices[i], i) for i in range(len(sizes))],
+            [run(logits, state, i) for i, (logits, state) in enumerate(slices)],
             axis=batch_rank + 1,
         )
     perm = [batch_rank + 1] + list(range(1, batch_rank + 1)) + [0]

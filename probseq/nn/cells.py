@@ -88,6 +88,7 @@ __all__ = [
     "init_cell_params",
     "init_seed",
     "slice_sizes",
+    "split_rows",
 ]
 
 
@@ -473,6 +474,15 @@ def slice_sizes(rows, axis: int, state=None) -> list[int] | None:
     return [base + (i < extra) for i in range(chains)]
 
 
+def split_rows(structure, sizes: list[int], axis: int) -> list:
+    """Cut every tensor of `structure` along `axis` into `sizes`: one structure per slice."""
+    pieces = [tf.split(t, sizes, axis=axis) for t in tf.nest.flatten(structure)]
+    return [
+        tf.nest.pack_sequence_as(structure, [parts[i] for parts in pieces])
+        for i in range(len(sizes))
+    ]
+
+
 def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool):
     """All layers over `tokens :: pb + rest + [T]`: top outputs `[T] + pb + rest + [H]`
     (time-major; None unless `keep_top`) and the final per-layer states.
@@ -489,10 +499,7 @@ def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool):
     if sizes is None:
         return _stack_layers(params, tokens_tm, state, cell, keep_top)
     token_slices = tf.split(tokens_tm, sizes, axis=1 + k)
-    state_slices = [
-        tf.nest.map_structure(lambda s, i=i: tf.split(s, sizes, axis=k)[i], state)
-        for i in range(len(sizes))
-    ]
+    state_slices = split_rows(state, sizes, axis=k)
     parts = [
         _stack_layers(params, t, s, cell, keep_top)
         for t, s in zip(token_slices, state_slices, strict=True)
