@@ -311,8 +311,8 @@ def config_from_args(args: argparse.Namespace) -> EchoConfig:
 def main(argv=None) -> dict:
     """Run the experiment from command-line arguments; returns the results dict."""
     args = parse_args(argv)
-    use_probseq_threads()
     config = config_from_args(args)
+    use_probseq_threads(config.batch_size, [config.hidden_size] * config.num_layers)
     print(f"config: {json.dumps(dataclasses.asdict(config))}", file=sys.stderr)
     results = run(config, progress_every=args.progress_every)
     if args.results:

@@ -196,14 +196,19 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def use_probseq_threads() -> None:
+def use_probseq_threads(batch_size: int | None = None, hidden_sizes=None) -> None:
     """`probseq.set_cpu_threads()` for a command-line run (faster time loops on CPU).
 
-    When TensorFlow is already running in this process (e.g. `main()` called from Python
-    after other TensorFlow work), its thread settings are kept.
+    Given the training batch size and the layers' hidden sizes, only when cutting such
+    batches pays (`probseq.nn.threads.cut_pays`); small models keep TensorFlow's default
+    threads, which suit them better. When TensorFlow is already running in this process
+    (e.g. `main()` called from Python after other TensorFlow work), its thread settings
+    are kept.
     """
-    from probseq.nn import set_cpu_threads
+    from probseq.nn.threads import cut_pays, set_cpu_threads
 
+    if batch_size is not None and not cut_pays(batch_size, hidden_sizes):
+        return
     with contextlib.suppress(RuntimeError):
         set_cpu_threads()
 

@@ -301,7 +301,7 @@ def sample_tokens(
     # Independent slices of the `n` axis may run as separate loops (`slice_sizes`); each
     # draws the full-shape noise and keeps its slice, so the sample does not depend on
     # the number of slices.
-    sizes = slice_sizes(n, batch_rank)
+    sizes = slice_sizes(n, batch_rank, state)
 
     def draw(logits, step_seed, piece):
         if temperature is not None:

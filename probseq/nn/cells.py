@@ -69,6 +69,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.internal import samplers
 
+from probseq.nn import threads
 from probseq.nn.threads import parallel_chains
 
 __all__ = [
@@ -441,10 +442,6 @@ def _stack_layers(params: dict, tokens_tm: tf.Tensor, state, cell: Cell, keep_to
     return x, tuple(final)
 
 
-# Below this many batch rows per slice, cutting the batch does not pay for itself.
-MIN_CHAIN_ROWS = 16
-
-
 def _in_xla_context() -> bool:
     try:  # private, but the only way to ask; without it we just never cut under XLA
         from tensorflow.python.ops import control_flow_util
@@ -454,22 +451,32 @@ def _in_xla_context() -> bool:
         return False
 
 
-def slice_sizes(rows, axis: int, state=None) -> list[int] | None:
+def slice_sizes(rows, axis: int, state) -> list[int] | None:
     """How to cut `rows` independent batch rows into concurrently running slices.
 
+    Args:
+      rows: the number of rows (static int or tensor).
+      axis: the rows' axis in the `state` tensors.
+      state: the per-layer recurrent states the loops start from (their hidden sizes
+        give the work per row).
+
     Returns the slice sizes (`parallel_chains()` of them, as even as possible), or None
-    for no cut: one chain configured, `rows` not static or below `MIN_CHAIN_ROWS` per
-    slice, inside an XLA compilation (XLA runs the loops one after another, measured
-    slower), or a `state` whose tensors do not have `rows` at `axis`.
+    for no cut: one chain configured, `rows` not static, too little work per slice
+    (`probseq.nn.threads.cut_pays`), inside an XLA compilation (XLA runs the loops one
+    after another, measured slower), or state tensors without `rows` at `axis`.
     """
     chains = parallel_chains()
     rows = tf.get_static_value(rows) if tf.is_tensor(rows) else rows
-    if chains < 2 or rows is None or int(rows) < chains * MIN_CHAIN_ROWS or _in_xla_context():
+    if chains < 2 or rows is None or _in_xla_context():
         return None
-    for layer_state in state or ():
+    hidden_sizes = []
+    for layer_state in state:
         for tensor in layer_state:
             if tensor.shape.rank is None or tensor.shape[axis] != rows:
                 return None
+        hidden_sizes.append(layer_state[-1].shape[-1])
+    if None in hidden_sizes or not threads.cut_pays(int(rows), hidden_sizes, chains):
+        return None
     base, extra = divmod(int(rows), chains)
     return [base + (i < extra) for i in range(chains)]
 

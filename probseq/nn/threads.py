@@ -13,7 +13,9 @@ The teacher-forced passes (`log_prob`, `fit_map`, `fit_variational`, `evaluate`)
 a large enough batch into `parallel_chains()` slices. Measured on 2 cores
 (benchmarks/RESULTS.md): training +20-30%, evaluation +15-30%, batched sampling +15%.
 Nothing changes unless you call `set_cpu_threads` (importing probseq never changes
-TensorFlow's global configuration).
+TensorFlow's global configuration). Small models (`cut_pays` false for their batch)
+are not cut, and with one thread per op they run slower than with TensorFlow's
+defaults: call `set_cpu_threads` for models and batches that `cut_pays`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ import os
 
 import tensorflow as tf
 
-__all__ = ["parallel_chains", "set_cpu_threads", "usable_cpus"]
+__all__ = ["cut_pays", "parallel_chains", "set_cpu_threads", "usable_cpus"]
+
+# Below this many batch rows per slice, or this much recurrent GEMM work per slice and
+# step (multiply-adds, estimated as rows * sum over layers of 4 H^2), cutting the batch
+# does not pay for itself: the slices' ops are then too small for the cost of handing
+# them between threads. Measured: the echo task's 1x64 LSTM at batch 128 (1M per slice)
+# trained 12% slower when cut; 2x256 sampling at batch 64 (17M) 1.22x faster.
+MIN_CHAIN_ROWS = 16
+MIN_SLICE_WORK = 2**21
 
 
 def usable_cpus() -> int:
@@ -69,6 +79,22 @@ def set_cpu_threads(intra_op: int = 1, inter_op: int | None = None) -> None:
             "Call probseq.set_cpu_threads() right after the imports, before creating "
             "any tensor, network or distribution."
         ) from error
+
+
+def cut_pays(rows: int, hidden_sizes, chains: int | None = None) -> bool:
+    """Whether `rows` batch rows through layers of `hidden_sizes` are worth cutting.
+
+    True when each of the `chains` slices (default: `usable_cpus()`) gets at least
+    `MIN_CHAIN_ROWS` rows and `MIN_SLICE_WORK` multiply-adds of recurrent GEMM per step.
+    Models below that run unsliced; with `set_cpu_threads()` their ops then run on one
+    thread, which is slower than TensorFlow's defaults (the echo task's 1x64 LSTM
+    trained 1.8x slower), so scripts can use this to decide whether to call
+    `set_cpu_threads()` at all.
+    """
+    chains = usable_cpus() if chains is None else chains
+    per_slice = rows // max(chains, 1)
+    work = per_slice * sum(4 * int(h) * int(h) for h in hidden_sizes)
+    return chains >= 2 and per_slice >= MIN_CHAIN_ROWS and work >= MIN_SLICE_WORK
 
 
 def parallel_chains() -> int:

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import probseq
-from probseq.nn import cells
+from probseq.nn import cells, threads
 from probseq.nn.cells import (
     CELL_NAMES,
     cell_encode,
@@ -34,11 +34,12 @@ V, H = 7, 5
 
 @pytest.fixture
 def chains(monkeypatch):
-    """`set(n)` forces `n` slices and allows slices of a single row."""
+    """`set(n)` forces `n` slices and allows slices of a single row and any size."""
 
     def set_chains(n: int):
         monkeypatch.setattr(cells, "parallel_chains", lambda: n)
-        monkeypatch.setattr(cells, "MIN_CHAIN_ROWS", 1)
+        monkeypatch.setattr(threads, "MIN_CHAIN_ROWS", 1)
+        monkeypatch.setattr(threads, "MIN_SLICE_WORK", 0)
 
     return set_chains
 
@@ -57,19 +58,38 @@ def _while_loops(fn, *args) -> int:
 def test_default_thread_settings_do_not_cut():
     # This test process never calls set_cpu_threads: TensorFlow's defaults, no cut.
     assert probseq.nn.parallel_chains() == 1
-    assert slice_sizes(128, 0) is None
+    assert slice_sizes(128, 0, _state(128, 512)) is None
+
+
+def _state(rows: int, hidden: int = H, layers: int = 1) -> tuple:
+    zeros = tf.zeros([rows, hidden])
+    return tuple(cells.LSTMState(zeros, zeros) for _ in range(layers))
 
 
 def test_slice_sizes_rules(chains):
     chains(2)
-    assert slice_sizes(5, 0) == [3, 2]
-    assert slice_sizes(tf.constant(4), 0) == [2, 2]
-    assert slice_sizes(None, 0) is None  # unknown batch size: one loop
-    assert slice_sizes(1, 0) is None  # fewer rows than slices
+    assert slice_sizes(5, 0, _state(5)) == [3, 2]
+    assert slice_sizes(tf.constant(4), 0, _state(4)) == [2, 2]
+    assert slice_sizes(None, 0, _state(4)) is None  # unknown batch size: one loop
+    assert slice_sizes(1, 0, _state(1)) is None  # fewer rows than slices
     chains(3)
-    assert slice_sizes(7, 0) == [3, 2, 2]
+    assert slice_sizes(7, 0, _state(7)) == [3, 2, 2]
     state = (cells.LSTMState(tf.zeros([7, H]), tf.zeros([1, H])),)  # broadcast h: no cut
     assert slice_sizes(7, 0, state) is None
+
+
+def test_slice_sizes_default_thresholds(monkeypatch):
+    monkeypatch.setattr(cells, "parallel_chains", lambda: 2)
+    # Benchmark shapes are cut: 1x512 and 2x256 at batch 128, 2x256 sampling at batch 64.
+    assert slice_sizes(128, 0, _state(128, 512)) == [64, 64]
+    assert slice_sizes(128, 0, _state(128, 256, layers=2)) == [64, 64]
+    assert slice_sizes(64, 0, _state(64, 256, layers=2)) == [32, 32]
+    # Too little work per slice: the echo task's 1x64 at batch 128, or 8 rows per slice.
+    assert slice_sizes(128, 0, _state(128, 64)) is None
+    assert slice_sizes(16, 0, _state(16, 1024)) is None
+    assert threads.cut_pays(128, [256, 256], chains=2)
+    assert not threads.cut_pays(128, [64], chains=2)
+    assert not threads.cut_pays(128, [512], chains=1)
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
@@ -170,9 +190,12 @@ def test_set_cpu_threads_end_to_end():
         probseq.set_cpu_threads(inter_op=2)
         assert parallel_chains() == 2, parallel_chains()
         probseq.set_cpu_threads(inter_op=2)  # same settings again: fine
-        net = probseq.LSTMNetwork(11, 8, 2, seed=1)
+        net = probseq.LSTMNetwork(11, 256, 2, seed=1)
         dist = probseq.LSTMAutoregressive(net, num_steps=7)
         x = dist.sample(40, seed=[1, 2])  # 40 rows: 2 slices of 20
+        graph = tf.function(dist.log_prob).get_concrete_function(x).graph
+        loops = sum(op.type in ("While", "StatelessWhile") for op in graph.get_operations())
+        assert loops == 2 * 2, loops  # 2 layers x 2 slices
         batched = dist.log_prob(x).numpy()
         single = np.concatenate([dist.log_prob(x[i : i + 1]).numpy() for i in range(40)])
         np.testing.assert_allclose(batched, single, rtol=1e-5)
