@@ -58,7 +58,6 @@ def run_char_lm_experiment(
     Prints held-out NLL per window, per character, bits per character (windows and
     stream) and a primed sample; writes the results JSON and returns it.
     """
-    use_probseq_threads()
     overrides = dict(overrides, corpus=args.corpus, seed=args.seed)
     overrides["budget_minutes"] = args.budget_minutes
     if args.cache_dir:
@@ -69,6 +68,7 @@ def run_char_lm_experiment(
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     config = resolve_config(overrides=overrides)
+    use_probseq_threads(config.batch_size, [config.hidden_size] * config.num_layers)
     started = time.perf_counter()
     metrics = train(
         config,

@@ -138,6 +138,7 @@ def _run_train(args: argparse.Namespace) -> int:
     file_values = load_config_file(args.config) if args.config else {}
     overrides = _train_overrides(args)
     config = resolve_config(file_values, overrides)
+    use_probseq_threads(config.batch_size, [config.hidden_size] * config.num_layers)
     explicit = set(file_values) | set(overrides)
     metrics = train(config, args.run_dir, explicit=explicit, progress=not args.no_progress)
     print(
@@ -218,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
-    use_probseq_threads()
+    if args.command != "train":  # train decides once its config is resolved
+        use_probseq_threads()
     from probseq.cli.rundir import RunDirError
     from probseq.data import CorpusError, DownloadError, UnknownCharacterError
 

@@ -215,3 +215,34 @@ def test_set_cpu_threads_end_to_end():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("OK")
+
+
+@pytest.mark.parametrize(
+    ("hidden_sizes", "expected"), [([64], "0 0"), ([256, 256], "1 2")], ids=["small", "large"]
+)
+def test_scripts_set_threads_only_when_cutting_pays(hidden_sizes, expected):
+    """`use_probseq_threads(batch, hidden_sizes)` (the CLI's `train`, the experiment
+    scripts) keeps TensorFlow's defaults for models too small to cut."""
+    script = textwrap.dedent(
+        f"""
+        import tensorflow as tf
+        from probseq.cli.main import use_probseq_threads
+        use_probseq_threads(128, {hidden_sizes})
+        print(tf.config.threading.get_intra_op_parallelism_threads(),
+              tf.config.threading.get_inter_op_parallelism_threads())
+        """
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cpus = probseq.nn.usable_cpus()
+    if expected == "1 2":  # one inter-op thread per CPU; with one CPU nothing is cut
+        expected = f"1 {cpus}" if cpus >= 2 else "0 0"
+    assert proc.stdout.split()[-2:] == expected.split()
