@@ -70,7 +70,6 @@ import tensorflow as tf
 from tensorflow_probability.python.internal import samplers
 
 from probseq.nn import threads
-from probseq.nn.threads import parallel_chains
 
 __all__ = [
     "CELL_NAMES",
@@ -465,7 +464,7 @@ def slice_sizes(rows, axis: int, state) -> list[int] | None:
     (`probseq.nn.threads.cut_pays`), inside an XLA compilation (XLA runs the loops one
     after another, measured slower), or state tensors without `rows` at `axis`.
     """
-    chains = parallel_chains()
+    chains = threads.parallel_chains()
     rows = tf.get_static_value(rows) if tf.is_tensor(rows) else rows
     if chains < 2 or rows is None or _in_xla_context():
         return None

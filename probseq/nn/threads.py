@@ -10,8 +10,10 @@ batch* through their own time loops, one per core, each op on one thread:
     probseq.set_cpu_threads()   # once, before any TensorFlow work
 
 The teacher-forced passes (`log_prob`, `fit_map`, `fit_variational`, `evaluate`) then cut
-a large enough batch into `parallel_chains()` slices. Measured on 2 cores
-(benchmarks/RESULTS.md): training +20-30%, evaluation +15-30%, batched sampling +15%.
+a large enough batch into `parallel_chains()` slices. Measured on 2 cores against the
+same code with TensorFlow's default threads (benchmarks/RESULTS.md, `probseq` vs
+`probseq_tfthreads`): training 1.17x / 1.28x, evaluation 1.24x / 1.69x (text8 / char-rnn
+shapes), sampling 64 sequences 1.22x.
 Nothing changes unless you call `set_cpu_threads` (importing probseq never changes
 TensorFlow's global configuration). Small models (`cut_pays` false for their batch)
 are not cut, and with one thread per op they run slower than with TensorFlow's

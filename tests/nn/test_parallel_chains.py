@@ -2,7 +2,7 @@
 
 The cut is decided by the process's TensorFlow thread settings, which cannot change once
 TensorFlow runs; so most tests force the number of slices by patching
-`probseq.nn.cells.parallel_chains` (and `MIN_CHAIN_ROWS`) and compare against the uncut
+`probseq.nn.threads.parallel_chains` (and the cut thresholds) and compare against the uncut
 pass, and one subprocess checks the real `set_cpu_threads()` configuration end to end.
 """
 
@@ -37,7 +37,7 @@ def chains(monkeypatch):
     """`set(n)` forces `n` slices and allows slices of a single row and any size."""
 
     def set_chains(n: int):
-        monkeypatch.setattr(cells, "parallel_chains", lambda: n)
+        monkeypatch.setattr(threads, "parallel_chains", lambda: n)
         monkeypatch.setattr(threads, "MIN_CHAIN_ROWS", 1)
         monkeypatch.setattr(threads, "MIN_SLICE_WORK", 0)
 
@@ -79,7 +79,7 @@ def test_slice_sizes_rules(chains):
 
 
 def test_slice_sizes_default_thresholds(monkeypatch):
-    monkeypatch.setattr(cells, "parallel_chains", lambda: 2)
+    monkeypatch.setattr(threads, "parallel_chains", lambda: 2)
     # Benchmark shapes are cut: 1x512 and 2x256 at batch 128, 2x256 sampling at batch 64.
     assert slice_sizes(128, 0, _state(128, 512)) == [64, 64]
     assert slice_sizes(128, 0, _state(128, 256, layers=2)) == [64, 64]
