@@ -306,7 +306,7 @@ def _summary(result) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
-    use_probseq_threads()
+    use_probseq_threads(args.batch_size, [args.hidden_size] * args.num_layers)
     started = time.perf_counter()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
