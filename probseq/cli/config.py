@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 class TrainConfig:
     """All settings of a training run (defaults: the Shakespeare char-rnn tutorial model).
 
-    Model: `hidden_size`, `num_layers`. Data: `corpus`, `num_steps` (window length),
+    Model: `hidden_size`, `num_layers`, `cell` (lstm, gru or rnn). Data: `corpus`,
+    `num_steps` (window length),
     `batch_size`. Optimizer: Adam with `learning_rate`, a linear warm-up of
     `warmup_steps` then cosine decay to `min_learning_rate_fraction * learning_rate`
     at `max_steps`; `clip_norm` on the global gradient norm. Objective: `method="map"`
@@ -39,6 +40,7 @@ class TrainConfig:
     cache_dir: str | None = None
     hidden_size: int = 256
     num_layers: int = 2
+    cell: str = "lstm"
     num_steps: int = 50
     batch_size: int = 128
     learning_rate: float = 2e-3
@@ -66,6 +68,7 @@ class TrainConfig:
     def __post_init__(self):
         _check(self.hidden_size >= 1, "hidden_size must be >= 1")
         _check(self.num_layers >= 1, "num_layers must be >= 1")
+        _check(self.cell in ("lstm", "gru", "rnn"), "cell must be 'lstm', 'gru' or 'rnn'")
         _check(self.num_steps >= 2, "num_steps must be >= 2")
         _check(self.batch_size >= 1, "batch_size must be >= 1")
         _check(self.learning_rate > 0, "learning_rate must be > 0")
@@ -104,6 +107,7 @@ ARCHITECTURE_FIELDS = (
     "corpus",
     "hidden_size",
     "num_layers",
+    "cell",
     "num_steps",
     "batch_size",
     "method",

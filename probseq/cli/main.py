@@ -4,6 +4,7 @@
     probseq evaluate RUN_DIR [--split test | --text PATH] [--mode windows|stream] [--json]
     probseq sample RUN_DIR --prime "The " --length 500 [--temperature 0.8] [--seed 1]
     probseq compare RUN_DIR RUN_DIR ... [--split test] [--draws 100]
+    probseq export RUN_DIR OUT_DIR [--draws 16] [--seed 0]
 
 Run `probseq COMMAND --help` for every flag.
 """
@@ -17,6 +18,7 @@ import os
 import sys
 
 from probseq.cli.config import ConfigError, TrainConfig, load_config_file, resolve_config
+from probseq.cli.interrupts import run_interruptible
 
 __all__ = ["build_parser", "main"]
 
@@ -24,8 +26,9 @@ __all__ = ["build_parser", "main"]
 _TRAIN_FLAGS = {
     "corpus": (str, "corpus name (shakespeare, tiny-shakespeare, text8) or a text file/dir"),
     "cache_dir": (str, "where corpora are downloaded and cached"),
-    "hidden_size": (int, "LSTM units per layer"),
-    "num_layers": (int, "stacked LSTM layers"),
+    "hidden_size": (int, "recurrent units per layer"),
+    "num_layers": (int, "stacked recurrent layers"),
+    "cell": (str, "recurrent cell: lstm, gru or rnn (basic tanh RNN)"),
     "num_steps": (int, "training window length in characters"),
     "batch_size": (int, "windows per batch"),
     "learning_rate": (float, "peak Adam learning rate"),
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probseq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"probseq {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train or resume a run")
@@ -78,30 +82,74 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--split", choices=("train", "valid", "test"), default="test")
     source.add_argument("--text", help="evaluate on this text file instead of a split")
     evaluate.add_argument("--mode", choices=("windows", "stream"), default="windows")
-    evaluate.add_argument("--num-steps", type=int, help="window length (default: the run's)")
-    evaluate.add_argument("--on-unknown", choices=("error", "skip"), default="error")
-    evaluate.add_argument("--draws", type=int, help="posterior draws (variational runs)")
+    evaluate.add_argument(
+        "--num-steps", type=_positive_int, help="window length (default: the run's)"
+    )
+    evaluate.add_argument(
+        "--on-unknown",
+        choices=("error", "skip", "replace"),
+        default="error",
+        help="characters outside the run's vocabulary: stop with an error (default), skip "
+        "them, or replace them with --replacement",
+    )
+    evaluate.add_argument(
+        "--replacement", help="with --on-unknown replace: the symbol to use (default: space)"
+    )
+    evaluate.add_argument("--draws", type=_positive_int, help="posterior draws (variational runs)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of posterior draws")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
     sample = commands.add_parser("sample", help="sample text from a run")
     sample.add_argument("run_dir")
     sample.add_argument("--prime", default="The ", help="priming text (may be empty)")
-    sample.add_argument("--length", type=int, default=500, help="characters to generate")
+    sample.add_argument("--length", type=_positive_int, default=500, help="characters to generate")
     sample.add_argument("--temperature", type=float, default=1.0)
     sample.add_argument("--seed", type=int, default=1)
-    sample.add_argument("--num-samples", type=int, default=1)
+    sample.add_argument("--num-samples", type=_positive_int, default=1)
     compare = commands.add_parser(
         "compare", help="ArviZ comparison (elpd, se, weights) of runs on held-out windows"
     )
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     compare.add_argument("--split", choices=("train", "valid", "test"), default="test")
-    compare.add_argument("--draws", type=int, default=100, help="posterior draws (VI runs)")
+    compare.add_argument(
+        "--draws", type=_positive_int, default=100, help="posterior draws (VI runs)"
+    )
     compare.add_argument("--seed", type=int, default=0, help="seed of posterior draws")
     compare.add_argument("--max-chars", type=int, help="use only the first N characters")
     compare.add_argument("--ic", choices=("loo", "waic"), default="loo")
     compare.add_argument("--json", action="store_true", help="print the table as JSON")
+
+    export = commands.add_parser(
+        "export", help="write a TensorFlow SavedModel that samples and scores text"
+    )
+    export.add_argument("run_dir")
+    export.add_argument("out_dir", help="new (or empty) directory for the SavedModel")
+    export.add_argument(
+        "--draws",
+        type=_positive_int,
+        help="variational runs: weight draws of the exported posterior predictive "
+        "(default: the run's eval_draws)",
+    )
+    export.add_argument(
+        "--seed", type=int, default=0, help="variational runs: seed of those weight draws"
+    )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _version() -> str:
+    from probseq import __version__
+
+    return __version__
 
 
 def _run_compare(args: argparse.Namespace) -> int:
@@ -141,9 +189,10 @@ def _run_train(args: argparse.Namespace) -> int:
     use_probseq_threads(config.batch_size, [config.hidden_size] * config.num_layers)
     explicit = set(file_values) | set(overrides)
     metrics = train(config, args.run_dir, explicit=explicit, progress=not args.no_progress)
+    what = " (posterior predictive)" if metrics["config"]["method"] == "variational" else ""
     print(
-        f"step {metrics['step']}: validation {metrics['valid_bits_per_char']:.4f} bits/char "
-        f"({metrics['valid']['nll_nats_per_window']:.2f} nats per "
+        f"step {metrics['step']}: validation{what} {metrics['valid_bits_per_char']:.4f} "
+        f"bits/char ({metrics['valid']['nll_nats_per_window']:.2f} nats per "
         f"{metrics['config']['num_steps']}-char window). Run dir: {args.run_dir}"
     )
     return 0
@@ -159,24 +208,53 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         mode=args.mode,
         num_steps=args.num_steps,
         on_unknown=args.on_unknown,
+        replacement=args.replacement,
         draws=args.draws,
         seed=args.seed,
     )
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
-    print(f"run:                  {args.run_dir}")
-    print(f"data:                 {result['source']} ({result['num_chars']:,} chars scored)")
-    if result.get("num_unknown_skipped"):
-        print(f"skipped unknown:      {result['num_unknown_skipped']} characters")
-    print(f"mode:                 {result['mode']} (num_steps={result['num_steps']})")
-    print(f"NLL per window:       {result['nll_nats_per_window']:.4f} nats")
-    print(f"NLL per char:         {result['nll_nats_per_char']:.4f} nats")
-    print(f"bits per char:        {result['bits_per_char']:.4f}")
-    print(f"perplexity:           {result['perplexity']:.4f}")
-    if "num_draws" in result:
-        print(f"posterior draws:      {result['num_draws']} (seed {result['seed']})")
+    print(format_evaluation(result))
     return 0
+
+
+def format_evaluation(result: dict) -> str:
+    """The human-readable report of `probseq evaluate` (MAP and variational runs)."""
+    variational = result.get("method") == "variational"
+    what = "posterior predictive " if variational else ""
+    lines = [
+        f"run:                  {result['run_dir']} ({result['method']}, "
+        f"checkpoint {result['checkpoint']})",
+        f"data:                 {result['source']} ({result['num_chars']:,} chars scored)",
+    ]
+    if result.get("num_unknown_skipped"):
+        verb = "replaced" if result.get("on_unknown") == "replace" else "skipped"
+        lines.append(f"unknown characters:   {result['num_unknown_skipped']:,} {verb}")
+    if result["mode"] == "windows":
+        mode = f"windows of {result['num_steps']} chars, each from a zero state"
+    else:
+        mode = "one stream, state carried over the whole text"
+    lines += [
+        f"mode:                 {mode}",
+        f"{what}NLL per window:       {result['nll_nats_per_window']:.4f} nats",
+        f"{what}NLL per char:         {result['nll_nats_per_char']:.4f} nats",
+        f"{what}bits per char:        {result['bits_per_char']:.4f}",
+        f"{what}perplexity:           {result['perplexity']:.4f}",
+    ]
+    if variational:
+        seed = result.get("seed")
+        seed = seed[0] if isinstance(seed, list) else seed  # the --seed given
+        lines.append(f"posterior draws:      {result['num_draws']} (seed {seed})")
+        if result.get("plug_in_bits_per_char") is not None:
+            lines.append(
+                f"plug-in bits per char (posterior mean): {result['plug_in_bits_per_char']:.4f}"
+            )
+        if result.get("elbo_bound_bits_per_char") is not None:
+            lines.append(
+                f"ELBO bound, bits per char:              {result['elbo_bound_bits_per_char']:.4f}"
+            )
+    return "\n".join(lines)
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -194,6 +272,21 @@ def _run_sample(args: argparse.Namespace) -> int:
         if index:
             print("\n" + "-" * 40)
         print(text)
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from probseq.trained import load
+
+    model = load(args.run_dir)
+    info = model.export(args.out_dir, num_draws=args.draws, seed=args.seed)
+    print(f"SavedModel written to {args.out_dir}: {info['description']}")
+    print(
+        "Use it without probseq: m = tf.saved_model.load(OUT_DIR); "
+        'm.sample(prime=tf.constant(["The "]), length=tf.constant(200), '
+        "temperature=tf.constant(0.8), seed=tf.constant([1, 0])); "
+        'm.log_prob(text=tf.constant(["..."]))'
+    )
     return 0
 
 
@@ -215,10 +308,23 @@ def use_probseq_threads(batch_size: int | None = None, hidden_sizes=None) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `probseq` console script. Returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Entry point of the `probseq` console script. Returns the exit status.
+
+    Quiets TensorFlow's C++ logs before TensorFlow is imported (unless the user set
+    `TF_CPP_MIN_LOG_LEVEL`); Ctrl-C at any moment exits with status 130 and one line
+    saying what was saved (`probseq.cli.interrupts`).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
+    nothing = {
+        "train": "interrupted before training started; no checkpoint was written.",
+    }.get(args.command, "interrupted; nothing was written.")
+    return run_interruptible(lambda: _dispatch(args), nothing_saved=nothing)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    _import_tensorflow_quietly()
     if args.command != "train":  # train decides once its config is resolved
         use_probseq_threads()
     from probseq.cli.rundir import RunDirError
@@ -229,24 +335,89 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _run_evaluate,
         "sample": _run_sample,
         "compare": _run_compare,
+        "export": _run_export,
     }
     try:
         return handlers[args.command](args)
-    except KeyboardInterrupt:
-        print("probseq: interrupted.", file=sys.stderr)
-        return 130
+    except UnknownCharacterError as error:
+        print(
+            f"probseq {args.command}: error: {error.describe()}. "
+            + _UNKNOWN_HINTS.get(args.command, ""),
+            file=sys.stderr,
+        )
+        return 2
     except (
         ConfigError,
         RunDirError,
         CorpusError,
         DownloadError,
-        UnknownCharacterError,
         FileNotFoundError,
+        FileExistsError,
         ValueError,
     ) as error:
         print(f"probseq {args.command}: error: {error}", file=sys.stderr)
         return 2
 
 
+_UNKNOWN_HINTS = {
+    "evaluate": "Pass --on-unknown skip to drop them, or --on-unknown replace "
+    "[--replacement C] to score them as C.",
+    "sample": "Use a --prime made of the run's characters.",
+}
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow without its start-up noise, unless the user asked for logs.
+
+    With `TF_CPP_MIN_LOG_LEVEL` at 2 or 3 (our default), the lines that TensorFlow's
+    plugins print while loading, before TensorFlow reads that variable (CUDA factory
+    registrations on a CPU-only machine, absl's pre-initialization notice), are sent to
+    /dev/null, and TensorFlow's Python warnings (retracing, XLA's "Ignoring Assert") are
+    lowered to errors. A failing import still raises its Python exception after stderr
+    is restored.
+    """
+    import logging
+
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") not in ("2", "3") or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def console() -> None:
+    """The `probseq` console script: `main()`, then exit with its status.
+
+    Unless the user set `TF_CPP_MIN_LOG_LEVEL`, TensorFlow's C++ log lines are filtered
+    out of stderr (`probseq.cli.quiet`). After Ctrl-C the process leaves with
+    `os._exit(130)` once the output is flushed
+    (every file of the run is closed by then): interpreter shutdown after an interrupted
+    TensorFlow import or a running tf.data pipeline can otherwise hang.
+    """
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL") is None
+    if quiet:
+        from probseq.cli.quiet import StderrFilter
+
+        stderr_filter = StderrFilter()
+        stderr_filter.start()
+    try:
+        status = main()
+    finally:
+        if quiet:
+            stderr_filter.stop()
+    if status == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -38,7 +38,11 @@ class RunModel:
     def __init__(self, config: TrainConfig, vocab_size: int):
         self.config = config
         self.network = LSTMNetwork(
-            vocab_size, config.hidden_size, config.num_layers, seed=(config.seed, 0)
+            vocab_size,
+            config.hidden_size,
+            config.num_layers,
+            seed=(config.seed, 0),
+            cell=config.cell,
         )
         self.surrogate = None
         if config.method == "variational":
@@ -105,24 +109,30 @@ class RunModel:
         return out
 
     def sampler(self, num_steps: int, *, prefix=None, temperature=None, num_samples: int = 1):
-        """A compiled `seed -> int32 [num_samples, num_steps]` sampler.
-
-        A point estimate samples from `p(x | w_map)`; a variational run draws one weight
-        sample per sequence, `w ~ q`, then `x ~ p(x | w)`: the posterior predictive.
-        """
+        """A compiled `seed -> int32 [num_samples, num_steps]` sampler (`sample_ids`)."""
 
         @tf.function
         def sample(seed):
-            weight_seed, token_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-            if self.surrogate is None:
-                dist = LSTMAutoregressive(
-                    self.network, num_steps, prefix=prefix, temperature=temperature
-                )
-                return dist.sample(num_samples, seed=token_seed)
-            params = self.surrogate.sample(num_samples, seed=weight_seed)
-            dist = LSTMAutoregressive(
-                self.network, num_steps, prefix=prefix, temperature=temperature, params=params
+            return self.sample_ids(
+                num_steps, seed, prefix=prefix, temperature=temperature, num_samples=num_samples
             )
-            return dist.sample(seed=token_seed)
 
         return lambda seed: sample(tf.constant(seed, tf.int32)).numpy()
+
+    def sample_ids(self, length, seed, *, prefix=None, temperature=None, num_samples: int = 1):
+        """`num_samples` sequences of `length` token ids, int32 `[num_samples, length]`.
+
+        A point estimate samples from `p(x | w_map)`; a variational run draws one weight
+        sample per sequence, `w ~ q`, then `x ~ p(x | w)`: the posterior predictive. The
+        stateless `seed` (int32 `[2]`) splits into a weight seed and a token seed.
+        `length` may be a tensor (the exported SavedModel's input).
+        """
+        weight_seed, token_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if self.surrogate is None:
+            dist = LSTMAutoregressive(self.network, 1, prefix=prefix, temperature=temperature)
+            return dist.sample_with_length(length, [num_samples], seed=token_seed)
+        params = self.surrogate.sample(num_samples, seed=weight_seed)
+        dist = LSTMAutoregressive(
+            self.network, 1, prefix=prefix, temperature=temperature, params=params
+        )
+        return dist.sample_with_length(length, seed=token_seed)

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import tensorflow as tf
 
+from probseq.cli.interrupts import INTERRUPTS
 from probseq.inference import Callback, StepInfo
 
 __all__ = [
@@ -59,7 +60,8 @@ class CheckpointCallback(Callback):
 
     def on_step(self, info: StepInfo) -> None:
         if info.step % self.every == 0:
-            self.manager.save(checkpoint_number=info.step)
+            with INTERRUPTS.protect():
+                self.manager.save(checkpoint_number=info.step)
 
 
 class TensorBoardCallback(Callback):
@@ -114,6 +116,7 @@ class ProgressCallback(Callback):
         from tqdm.auto import tqdm
 
         out = out or sys.stderr
+        self.out = out
         self.chars_per_step = chars_per_step
         self.num_steps = num_steps
         self.history: list[dict[str, float]] = []
@@ -159,7 +162,8 @@ class ProgressCallback(Callback):
         self.valid_bpc = metrics.get("valid_bits_per_char", self.valid_bpc)
         self.bar.write(
             f"step {step}: validation {self.valid_bpc:.4f} bits/char | "
-            f"sample: {metrics.get('sample', '')[:70]!r}"
+            f"sample: {metrics.get('sample', '')[:70]!r}",
+            file=self.out,
         )
 
     def close(self) -> None:

@@ -29,8 +29,25 @@ from probseq.cli.config import (
     resolve_config,
 )
 from probseq.data import Vocabulary
+from probseq.data.corpora import KNOWN_CORPORA
 
-__all__ = ["RunDir", "RunDirError"]
+__all__ = ["RunDir", "RunDirError", "corpus_setting", "same_corpus"]
+
+
+def corpus_setting(corpus: str) -> str:
+    """The `corpus` value stored with a run: a local file or directory as an absolute
+    path (so the run can be evaluated and resumed from any working directory), a corpus
+    name as it is."""
+    if corpus in KNOWN_CORPORA:
+        return corpus
+    path = Path(corpus).expanduser()
+    return str(path.resolve()) if path.exists() else corpus
+
+
+def same_corpus(a: str, b: str) -> bool:
+    """Whether two `corpus` settings name the same corpus (`corpus.txt` and its absolute
+    path are the same)."""
+    return a == b or corpus_setting(a) == corpus_setting(b)
 
 
 class RunDirError(RuntimeError):
@@ -92,7 +109,9 @@ class RunDir:
         conflicts = [
             f"{name}: run has {getattr(stored, name)!r}, requested {getattr(requested, name)!r}"
             for name in ARCHITECTURE_FIELDS
-            if name in explicit and getattr(stored, name) != getattr(requested, name)
+            if name in explicit
+            and getattr(stored, name) != getattr(requested, name)
+            and not (name == "corpus" and same_corpus(stored.corpus, requested.corpus))
         ]
         if conflicts:
             raise RunDirError(

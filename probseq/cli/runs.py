@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import tensorflow as tf
+from probseq.data import load_corpus
+from probseq.trained import TrainedModel, load
 
-from probseq.cli.config import TrainConfig
-from probseq.cli.models import RunModel
-from probseq.cli.rundir import RunDir, RunDirError
-from probseq.data import Vocabulary, load_corpus
-from probseq.nn import LSTMNetwork
+__all__ = ["LoadedRun", "compare_runs", "evaluate_run", "load_run", "sample_run"]
 
-__all__ = ["LoadedRun", "evaluate_run", "load_run", "sample_run"]
+# The loaded-run type under its earlier name.
+LoadedRun = TrainedModel
 
 
-@dataclasses.dataclass
-class LoadedRun:
-    """A run's config, vocabulary and network with the newest checkpoint's weights."""
-
-    path: Path
-    config: TrainConfig
-    vocabulary: Vocabulary
-    model: RunModel
-    checkpoint: str
-
-    @property
-    def network(self) -> LSTMNetwork:
-        return self.model.network
-
-
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Load a run directory for inference, with clear errors for anything missing."""
-    rd = RunDir(run_dir)
-    if not rd.path.exists():
-        raise RunDirError(f"run directory {rd.path} does not exist.")
-    config = rd.load_config()
-    vocabulary = rd.load_vocabulary()
-    model = RunModel(config, len(vocabulary))
-    checkpoint = rd.restore(tf.train.Checkpoint(**model.checkpoint_items()), partial=True)
-    return LoadedRun(rd.path, config, vocabulary, model, checkpoint)
+def load_run(run_dir: str | Path) -> TrainedModel:
+    """Load a run directory for inference (`probseq.load`), with clear errors."""
+    return load(run_dir)
 
 
 def _read_text(path: str | Path) -> str:
@@ -63,35 +37,28 @@ def evaluate_run(
     mode: str = "windows",
     num_steps: int | None = None,
     on_unknown: str = "error",
+    replacement: str | None = None,
     draws: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Held-out metrics of a run on a corpus split or a text file (a JSON-ready dict)."""
     run = load_run(run_dir)
-    num_steps = num_steps or run.config.num_steps
-    corpus = load_corpus(run.config.corpus, cache_dir=run.config.cache_dir)
     if text_path is not None:
         text = _read_text(text_path).replace("\r\n", "\n")
         source = str(text_path)
     else:
-        text = corpus.text(split)
+        text = run.corpus().text(split)
         source = f"{run.config.corpus}:{split}"
-    ids, num_unknown = run.vocabulary.encode(text, on_unknown=on_unknown, return_num_unknown=True)
-    result = run.model.evaluate(
-        ids,
-        num_steps=num_steps,
+    result = run.evaluate_text(
+        text,
         mode=mode,
+        num_steps=num_steps,
+        on_unknown=on_unknown,
+        replacement=replacement,
         num_draws=draws,
         seed=seed,
-        num_train_chars=corpus.split_sizes["train"],
     )
-    result.update(
-        source=source,
-        run_dir=str(run.path),
-        checkpoint=Path(run.checkpoint).name,
-        num_unknown_skipped=int(num_unknown),
-        method=run.config.method,
-    )
+    result["source"] = source
     return result
 
 
@@ -105,18 +72,8 @@ def sample_run(
     num_samples: int = 1,
 ) -> list[str]:
     """`num_samples` texts: the priming text followed by `length` sampled characters."""
-    if length < 1:
-        raise ValueError(f"--length must be >= 1, got {length}.")
-    if num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1, got {num_samples}.")
-    if not temperature > 0:
-        raise ValueError(f"--temperature must be > 0, got {temperature}.")
     run = load_run(run_dir)
-    prefix = run.vocabulary.encode(prime).astype(np.int32) if prime else None
-    sampler = run.model.sampler(
-        length, prefix=prefix, temperature=float(temperature), num_samples=num_samples
-    )
-    return [prime + run.vocabulary.decode(row) for row in sampler([seed, 0])]
+    return run.sample_texts(length, num_samples, prime=prime, temperature=temperature, seed=seed)
 
 
 def compare_runs(

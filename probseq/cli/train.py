@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from probseq.cli.config import ARCHITECTURE_FIELDS, TrainConfig
+from probseq.cli.interrupts import INTERRUPTS
 from probseq.cli.models import RunModel
 from probseq.cli.reporting import (
     CheckpointCallback,
@@ -21,12 +22,12 @@ from probseq.cli.reporting import (
     TimeBudgetCallback,
     plot_learning_curve,
 )
-from probseq.cli.rundir import RunDir, RunDirError
+from probseq.cli.rundir import RunDir, RunDirError, corpus_setting
 from probseq.data import load_corpus, random_windows
 from probseq.distributions import LSTMAutoregressive
-from probseq.inference import fit_map, fit_variational
+from probseq.inference import Callback, fit_map, fit_variational
 
-__all__ = ["learning_rate_schedule", "train"]
+__all__ = ["TrainingInterrupted", "learning_rate_schedule", "train"]
 
 LN2 = math.log(2.0)
 
@@ -74,7 +75,7 @@ def _resolve_run_config(
     """For an existing run: the stored config with only non-architecture flags applied."""
     if not run_dir.exists():
         run_dir.check_usable_for_new_run()
-        return config, False
+        return dataclasses.replace(config, corpus=corpus_setting(config.corpus)), False
     stored = run_dir.load_config()
     run_dir.check_resume(stored, config, explicit)
     changes = {
@@ -136,9 +137,10 @@ def train(
     checkpoint = tf.train.Checkpoint(
         optimizer=optimizer, time_progress=time_progress, **model.checkpoint_items()
     )
+    # Build the optimizer's slots first: a restore can then be checked object by object,
+    # and a checkpoint written before the first step (Ctrl-C during tracing) is complete.
+    optimizer.build(model.trainable_variables)
     if resuming and rd.latest_checkpoint() is not None:
-        # Build the optimizer's slots first so a restore can be checked object by object.
-        optimizer.build(model.trainable_variables)
         latest = rd.restore(checkpoint)
         start_step = int(optimizer.iterations.numpy())
         _say(
@@ -148,79 +150,87 @@ def train(
         start_step = 0
         if resuming:
             _say(out, f"Run {rd.path} has no checkpoint yet; starting from step 0.")
-        rd.path.mkdir(parents=True, exist_ok=True)
-        config.save(rd.config_path)
-        vocabulary.save(rd.vocabulary_path)
-    if not resuming:
-        _say(out, f"New run {rd.path}: {corpus!r}")
+        with INTERRUPTS.protect():
+            rd.path.mkdir(parents=True, exist_ok=True)
+            config.save(rd.config_path)
+            vocabulary.save(rd.vocabulary_path)
     manager = tf.train.CheckpointManager(checkpoint, str(rd.checkpoint_dir), max_to_keep=3)
-    remaining = max(config.max_steps - start_step, 0)
-    if remaining == 0:
-        _say(out, f"Run {rd.path} already reached max_steps={config.max_steps}; nothing to do.")
-
-    distribution = LSTMAutoregressive(network, config.num_steps)
-    dataset = random_windows(
-        train_ids, config.num_steps, config.batch_size, seed=config.seed, start_batch=start_step
-    )
-    num_windows = max(len(train_ids) // config.num_steps, 1)
-    eval_ids = valid_ids[: max(config.eval_chars, config.num_steps)]
-    prime = config.prime if all(ch in vocabulary for ch in config.prime) else ""
-    if prime != config.prime:
-        _say(
-            out,
-            f"Note: prime {config.prime!r} has characters outside the vocabulary; "
-            "samples during training are unprimed.",
-        )
-    sampler = model.sampler(
-        config.sample_length, prefix=vocabulary.encode(prime).astype(np.int32) if prime else None
-    )
-
-    def eval_fn() -> dict[str, Any]:
-        result = model.evaluate(
-            eval_ids, num_steps=config.num_steps, seed=config.seed, num_train_chars=len(train_ids)
-        )
-        step = int(optimizer.iterations.numpy())
-        metrics = {
-            "valid_bits_per_char": result["bits_per_char"],
-            "valid_nll_nats_per_window": result["nll_nats_per_window"],
-        }
-        if model.variational:
-            metrics["valid_plug_in_bits_per_char"] = result["plug_in_bits_per_char"]
-            metrics["valid_elbo_bound_bits_per_char"] = result["elbo_bound_bits_per_char"]
-        metrics["sample"] = prime + vocabulary.decode(sampler([config.seed, step])[0])
-        return metrics
-
-    history = rd.load_metrics().get("history", []) if resuming else []
-    chars_per_step = config.batch_size * config.num_steps
-    progress_bar = ProgressCallback(
-        total=config.max_steps,
-        initial=start_step,
-        chars_per_step=chars_per_step,
-        num_steps=config.num_steps,
-        enabled=progress,
-        out=out,
-    )
-    callbacks = [
-        TimeBudgetCallback(config.budget_minutes, progress=time_progress),
-        CheckpointCallback(manager, config.checkpoint_every),
-        TensorBoardCallback(rd.path / "tensorboard", chars_per_step, config.num_steps),
-        progress_bar,
-    ]
+    # From here on the run dir exists: a Ctrl-C anywhere below saves a checkpoint.
+    callbacks: list = []
     started = time.perf_counter()
     interrupted = False
-    common = dict(
-        num_examples=num_windows,
-        num_steps=remaining,
-        prior=model.prior,
-        optimizer=optimizer,
-        clip_norm=config.clip_norm,
-        callbacks=callbacks,
-        eval_fn=eval_fn,
-        eval_every=config.eval_every,
-        initial_step=start_step,
-        jit_compile=config.jit_compile,
-    )
     try:
+        if not resuming:
+            _say(out, f"New run {rd.path}: {corpus!r}")
+        remaining = max(config.max_steps - start_step, 0)
+        if remaining == 0:
+            _say(out, f"Run {rd.path} already reached max_steps={config.max_steps}; nothing to do.")
+
+        distribution = LSTMAutoregressive(network, config.num_steps)
+        dataset = random_windows(
+            train_ids, config.num_steps, config.batch_size, seed=config.seed, start_batch=start_step
+        )
+        num_windows = max(len(train_ids) // config.num_steps, 1)
+        eval_ids = valid_ids[: max(config.eval_chars, config.num_steps)]
+        prime = config.prime if all(ch in vocabulary for ch in config.prime) else ""
+        if prime != config.prime:
+            _say(
+                out,
+                f"Note: prime {config.prime!r} has characters outside the vocabulary; "
+                "samples during training are unprimed.",
+            )
+        sampler = model.sampler(
+            config.sample_length,
+            prefix=vocabulary.encode(prime).astype(np.int32) if prime else None,
+        )
+
+        def eval_fn() -> dict[str, Any]:
+            result = model.evaluate(
+                eval_ids,
+                num_steps=config.num_steps,
+                seed=config.seed,
+                num_train_chars=len(train_ids),
+            )
+            step = int(optimizer.iterations.numpy())
+            metrics = {
+                "valid_bits_per_char": result["bits_per_char"],
+                "valid_nll_nats_per_window": result["nll_nats_per_window"],
+            }
+            if model.variational:
+                metrics["valid_plug_in_bits_per_char"] = result["plug_in_bits_per_char"]
+                metrics["valid_elbo_bound_bits_per_char"] = result["elbo_bound_bits_per_char"]
+            metrics["sample"] = prime + vocabulary.decode(sampler([config.seed, step])[0])
+            return metrics
+
+        history = rd.load_metrics().get("history", []) if resuming else []
+        chars_per_step = config.batch_size * config.num_steps
+        progress_bar = ProgressCallback(
+            total=config.max_steps,
+            initial=start_step,
+            chars_per_step=chars_per_step,
+            num_steps=config.num_steps,
+            enabled=progress,
+            out=out,
+        )
+        callbacks = [
+            InterruptCheckCallback(),
+            TimeBudgetCallback(config.budget_minutes, progress=time_progress),
+            CheckpointCallback(manager, config.checkpoint_every),
+            TensorBoardCallback(rd.path / "tensorboard", chars_per_step, config.num_steps),
+            progress_bar,
+        ]
+        common = dict(
+            num_examples=num_windows,
+            num_steps=remaining,
+            prior=model.prior,
+            optimizer=optimizer,
+            clip_norm=config.clip_norm,
+            callbacks=callbacks,
+            eval_fn=eval_fn,
+            eval_every=config.eval_every,
+            initial_step=start_step,
+            jit_compile=config.jit_compile,
+        )
         if model.variational:
             result = fit_variational(
                 distribution,
@@ -238,24 +248,42 @@ def train(
         interrupted = True
         evaluations = []
     finally:
-        for callback in callbacks:
-            close = getattr(callback, "close", None)
-            if close:
-                close()
-    final_step = int(optimizer.iterations.numpy())
-    if final_step > start_step or rd.latest_checkpoint() is None:
-        manager.save(checkpoint_number=final_step)
+        with INTERRUPTS.protect():
+            for callback in callbacks:
+                close = getattr(callback, "close", None)
+                if close:
+                    close()
+    with INTERRUPTS.protect():
+        final_step = int(optimizer.iterations.numpy())
+        saved = manager.latest_checkpoint
+        if final_step > start_step or saved is None:
+            saved = manager.save(checkpoint_number=final_step)
     if interrupted:
-        _say(out, f"Interrupted: checkpoint saved at step {final_step} in {rd.checkpoint_dir}.")
-        _say(out, f"Resume with: probseq train --run-dir {rd.path}")
-        raise KeyboardInterrupt
+        raise TrainingInterrupted(
+            f"Interrupted: checkpoint saved at step {final_step} in {Path(saved).parent}; "
+            f"resume with: probseq train --run-dir {rd.path}"
+        )
     history.extend(progress_bar.history)
     metrics = _final_metrics(rd, config, model, valid_ids, len(train_ids), history, evaluations)
     metrics["step"] = final_step
     metrics["train_seconds_this_invocation"] = time.perf_counter() - started
-    rd.save_metrics(metrics)
-    plot_learning_curve(history, metrics["evaluations"], rd.path / "learning_curve.png")
+    with INTERRUPTS.protect():
+        rd.save_metrics(metrics)
+        plot_learning_curve(history, metrics["evaluations"], rd.path / "learning_curve.png")
     return metrics
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `train` after it saved a checkpoint; the message says which and how
+    to resume."""
+
+
+class InterruptCheckCallback(Callback):
+    """Stops training after the current step once Ctrl-C was pressed, even if the
+    `KeyboardInterrupt` it raised was swallowed somewhere (e.g. inside a `__del__`)."""
+
+    def on_step(self, info) -> None:
+        INTERRUPTS.check()
 
 
 def _final_metrics(rd, config, model, valid_ids, num_train_chars, history, evaluations):

@@ -45,8 +45,20 @@ class UnknownCharacterError(ValueError):
         self.vocab_size = vocab_size
         super().__init__(_unknown_message(self.unknown, vocab_size))
 
+    def describe(self) -> str:
+        """The unknown characters with counts and first positions, without the advice
+        on Python keywords (a command-line tool adds its own flags)."""
+        return _unknown_listing(self.unknown, self.vocab_size)
+
 
 def _unknown_message(unknown: dict[str, tuple[int, int]], vocab_size: int) -> str:
+    return (
+        f"{_unknown_listing(unknown, vocab_size)}. Pass on_unknown='skip' to drop them or "
+        "on_unknown='replace' with replacement=<symbol>."
+    )
+
+
+def _unknown_listing(unknown: dict[str, tuple[int, int]], vocab_size: int) -> str:
     # List the unknown characters in order of first appearance: that is where a user
     # looking at the text will find them.
     items = sorted(unknown.items(), key=lambda kv: kv[1][1])
@@ -56,9 +68,7 @@ def _unknown_message(unknown: dict[str, tuple[int, int]], vocab_size: int) -> st
         listed += f", ... and {len(parts) - _MAX_LISTED} more"
     total = sum(count for count, _ in unknown.values())
     return (
-        f"text contains {total} characters not in the vocabulary ({vocab_size} symbols): "
-        f"{listed}. Pass on_unknown='skip' to drop them or on_unknown='replace' with "
-        "replacement=<symbol>."
+        f"text contains {total} characters not in the vocabulary ({vocab_size} symbols): {listed}"
     )
 
 

@@ -39,7 +39,6 @@ class _TokenSequenceDistribution(tfd.Distribution):
     _TOKENS = "tokens"  # what the values are called in the validate_args messages
     _SEQUENCES = "sequences"  # ... and in the static length error
     _LENGTH_NAME = "num_steps"  # the constructor argument giving the event size
-    _CHECK_DTYPE_IN_ASSERTIONS = True  # validate_args: static dtype check before the length
     _RANK_ERROR_NAME: str | None = None  # name in the unknown-batch-rank error (None: self.name)
 
     @classmethod
@@ -199,7 +198,15 @@ class _TokenSequenceDistribution(tfd.Distribution):
 
     # ----------------------------------------------------------------------- validation
     def _check_token_dtype(self, x):
-        if x.dtype.is_bool or not (x.dtype.is_integer or x.dtype.is_floating):
+        """Tokens are integers: a float or bool dtype is refused at once (a static check,
+        with or without `validate_args`), never truncated to a token id."""
+        if x.dtype.is_floating:
+            raise TypeError(
+                f"{self.name}: {self._TOKENS} must be integer token ids, got dtype "
+                f"{x.dtype.name}. A float value is never truncated to a token: cast token ids "
+                "with tf.cast(x, tf.int32); a real-valued series needs a real-valued model."
+            )
+        if x.dtype.is_bool or not x.dtype.is_integer:
             raise TypeError(f"{self.name}: tokens must be integers, got dtype {x.dtype.name}.")
 
     def _check_static_length(self, x):
@@ -224,8 +231,7 @@ class _TokenSequenceDistribution(tfd.Distribution):
         if not self.validate_args:
             return []
         x = tf.convert_to_tensor(x)
-        if self._CHECK_DTYPE_IN_ASSERTIONS:
-            self._check_token_dtype(x)
+        self._check_token_dtype(x)
         self._check_static_length(x)
         assertions = []
         if x.shape.rank is None or x.shape[-1] is None:
@@ -235,12 +241,6 @@ class _TokenSequenceDistribution(tfd.Distribution):
                     self._num_steps,
                     message=f"{self.name}: last axis of the {self._TOKENS} must have length "
                     f"{self._LENGTH_NAME}={self._num_steps}.",
-                )
-            )
-        if x.dtype.is_floating:
-            assertions.append(
-                tf.debugging.assert_equal(
-                    x, tf.round(x), message=f"{self.name}: {self._TOKENS} must be integer-valued."
                 )
             )
         assertions.extend(range_assertions(x, self.vocab_size, f"{self.name}: {self._TOKENS}"))
@@ -283,7 +283,7 @@ def sample_tokens(
       step: `(token, state) -> (logits, state)`, one decoder step in the layout
         `batch + [n]` (state tensors `batch + [n] + [H]`).
       n: number of sequences per batch member.
-      num_steps: Python int `T`.
+      num_steps: `T`, a Python int or a scalar int32 tensor (e.g. a SavedModel input).
       seed: a sanitized stateless seed; step `t` draws with `split_seed(seed, T)[t]`.
       batch_shape: int32 `batch`; batch_rank: its static length.
       temperature: None, or a tensor broadcasting against `batch + [n] + [V]` that
@@ -296,7 +296,7 @@ def sample_tokens(
     full = tf.concat([batch_shape, [n]], 0)
     logits = tf.broadcast_to(logits[..., None, :], tf.concat([full, tf.shape(logits)[-1:]], 0))
     state = broadcast_state(expand_state(state), full)
-    seeds = samplers.split_seed(seed, n=tf.constant(num_steps))
+    seeds = samplers.split_seed(seed, n=tf.convert_to_tensor(num_steps, tf.int32))
     noise_shape = tf.shape(logits)
     # Independent slices of the `n` axis may run as separate loops (`slice_sizes`); each
     # draws the full-shape noise and keeps its slice, so the sample does not depend on
@@ -329,7 +329,7 @@ def sample_tokens(
             token = draw(logits, seeds[t], piece)
             return t + 1, token, state, tokens.write(t, token)
 
-        if num_steps > 1:
+        if tf.is_tensor(num_steps) or num_steps > 1:
             _, _, _, tokens = tf.while_loop(
                 lambda t, *_: t < num_steps,
                 body,

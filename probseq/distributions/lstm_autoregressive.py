@@ -186,6 +186,28 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
 
     # -------------------------------------------------------------------- sampling
     def _sample_n(self, n, seed=None):
+        return self._sample_tokens(n, self._num_steps, seed)
+
+    def sample_with_length(self, length, sample_shape=(), seed=None) -> tf.Tensor:
+        """Draw sequences of `length` tokens from the same conditionals.
+
+        `length` may be a scalar int32 tensor (unknown when a function is traced, as in
+        a SavedModel's `sample(length=...)`). For a Python int it equals
+        `LSTMAutoregressive(network, length, ...).sample(sample_shape, seed=seed)`
+        token for token (same seed rule).
+
+        Returns:
+          int32 `sample_shape + batch_shape + [length]`.
+        """
+        sample_shape = tf.TensorShape(sample_shape)
+        n = sample_shape.num_elements()
+        if n is None:
+            raise ValueError(f"sample_shape must be static, got {sample_shape}.")
+        tokens = self._sample_tokens(n, length, seed)  # :: [n] + batch + [length]
+        shape = tf.concat([sample_shape.as_list(), tf.shape(tokens)[1:]], 0)
+        return tf.reshape(tokens, shape)
+
+    def _sample_tokens(self, n, num_steps, seed):
         seed = samplers.sanitize_seed(seed)
         batch_shape = self.batch_shape_tensor()
         batch_rank = self._batch_rank()
@@ -196,7 +218,7 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
             state,
             lambda token, state: cell_step(params, token, state, cell=self._cell),
             n=n,
-            num_steps=self._num_steps,
+            num_steps=num_steps,
             seed=seed,
             batch_shape=batch_shape,
             batch_rank=batch_rank,

@@ -6,6 +6,7 @@ carrying the LSTM state across the text; params with a leading draw dim give per
 pointwise log-likelihoods and the Monte Carlo posterior predictive.
 """
 
+from probseq.evaluation._kernels import stream_log_prob
 from probseq.evaluation.arviz_io import compare_models, elpd, lpd, to_inference_data
 from probseq.evaluation.evaluate import evaluate
 from probseq.evaluation.metrics import bits_per_char, log_mean_exp, nats_to_bits, perplexity
@@ -13,6 +14,7 @@ from probseq.evaluation.posterior import PosteriorEvaluation, posterior_predicti
 from probseq.evaluation.result import EvaluationResult
 
 __all__ = [
+    "stream_log_prob",
     "EvaluationResult",
     "PosteriorEvaluation",
     "bits_per_char",

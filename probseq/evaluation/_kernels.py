@@ -127,3 +127,44 @@ def compiled(kind: str, jit_compile: bool):
     """The `tf.function` for `kind` in {"windows", "chunk", "start"} (built on first use)."""
     fn = {"windows": window_log_probs, "chunk": stream_chunk, "start": stream_start}[kind]
     return tf.function(fn, jit_compile=jit_compile, reduce_retracing=False)
+
+
+def stream_log_prob(
+    params: dict, ids: tf.Tensor, temperature: tf.Tensor, chunk_size: int = 1024
+) -> tf.Tensor:
+    """`log p(ids)` of one whole text as one sequence, the state carried across it.
+
+    The graph form of `evaluate(..., mode="stream")` for a text whose length is only
+    known at run time (the exported SavedModel's `log_prob`): `stream_start` scores the
+    first token, then `stream_chunk` runs over chunks of `chunk_size` characters inside
+    a `tf.while_loop` (the last chunk padded and masked), so memory is bounded by the
+    chunk.
+
+    Args:
+      params: params structure, param batch shape `pb`.
+      ids: int32 `[N]`, `N >= 1`.
+      temperature: scalar float.
+      chunk_size: Python int, characters per chunk.
+
+    Returns:
+      `pb` log-likelihoods in nats.
+    """
+    ids = tf.convert_to_tensor(ids, tf.int32)
+    first, state = stream_start(params, ids[:1], temperature)  # :: pb + [1]
+    inputs, targets = ids[:-1], ids[1:]
+    count = tf.shape(inputs)[0]
+    num_chunks = (count + chunk_size - 1) // chunk_size
+    pad = num_chunks * chunk_size - count
+
+    def chunks(x):  # :: [num_chunks, 1, C]
+        return tf.reshape(tf.pad(x, [[0, pad]]), [num_chunks, 1, chunk_size])
+
+    mask = chunks(tf.ones_like(inputs, tf.bool))
+    inputs, targets = chunks(inputs), chunks(targets)
+
+    def body(i, total, state):
+        log_lik, state = stream_chunk(params, state, inputs[i], targets[i], mask[i], temperature)
+        return i + 1, total + log_lik, state
+
+    _, total, _ = tf.while_loop(lambda i, *_: i < num_chunks, body, (tf.constant(0), first, state))
+    return total[..., 0]

@@ -1,7 +1,8 @@
 """ArviZ conversion of pointwise held-out log-likelihoods, and model comparison.
 
 `to_inference_data(result, ids)` turns a windows-mode evaluation into an
-`arviz.InferenceData` with three groups:
+`arviz.InferenceData` with three groups (a point estimate has `point_estimate` instead
+of `posterior`, see below):
 
 * `log_likelihood`: variable `windows`, dims `(chain, draw, window)`: `log p(x_w | w_s)`
   in nats for every held-out window `x_w` (`num_steps` characters, scored from a zero
@@ -17,11 +18,19 @@
 How a point estimate (MAP / maximum likelihood) enters. It has no posterior. It is stored
 honestly as ONE draw (`attrs["point_estimate"] = 1`), not as `S` identical copies: with
 copies `az.loo` "works" but returns `p_loo = 0` and Pareto `k = inf` (degenerate
-importance ratios), and with one draw arviz refuses (PSIS needs several draws). Use
-`elpd(idata)` / `compare_models` instead of calling `az.loo` on it: for a point estimate
-they return the *plug-in* log predictive density `sum_w log p(x_w | w_hat)` as an
-`ELPDData` (`p_loo = 0`, Pareto k = NaN, `n_samples = 1`), which is what the point
-estimate predicts, with no leave-one-out correction.
+importance ratios), and with one draw PSIS is undefined (arviz 0.23 smooths the largest
+`ceil(S / 5)` importance ratios and, for `S = 1`, indexes past the end of the sorted
+ratios: a bare `IndexError`). Use `elpd(idata)` / `compare_models` instead of calling
+`az.loo` on it: for a point estimate they return the *plug-in* log predictive density
+`sum_w log p(x_w | w_hat)` as an `ELPDData` (`p_loo = 0`, Pareto k = NaN, `n_samples =
+1`), which is what the point estimate predicts, with no leave-one-out correction. So that
+a direct `az.loo` / `az.compare` says this, the point estimate's weight summaries are in
+a `point_estimate` group (there is no `posterior` group), and the returned object, an
+`az.InferenceData` subclass, raises a `TypeError` naming `compare_models` and `elpd` when
+its `posterior` is asked for, which `az.loo` does before PSIS (unless given `reff=`). A
+plain `InferenceData` of the same groups (for example `az.from_netcdf` of a saved one)
+has no `posterior` either, so `az.loo` fails with arviz's own `TypeError` ("Must be able
+to extract a posterior group"). `elpd` and `compare_models` work on both.
 
 What `az.loo` means on held-out windows. PSIS-LOO is designed for the data the posterior
 was fitted to. On held-out windows (which the posterior never saw), its importance
@@ -33,9 +42,12 @@ for held-out data; it equals `-evaluation.nll_nats_per_window * W`), and `elpd_l
 the conservative alternative with Pareto-k diagnostics. The Pareto k of a window still
 says whether `S` draws suffice for its importance weights; arviz flags `k > min(1 -
 1/log10(S), 0.7)`, i.e. `> 0.17` for `S = 16` and `> 0.5` for `S = 100`: use `S >= 100`
-draws when the diagnostics matter. Passing *training* windows instead gives a genuine
-PSIS-LOO estimate of out-of-sample accuracy from in-sample data (then a point
-estimate's plug-in value is optimistic, since it was fitted to those windows).
+draws when the diagnostics matter. With one chain arviz fits the Pareto tail to the
+largest `ceil(S / 5)` ratios only when there are at least 5 of them, so for `S <= 20`
+every k is `inf` and every window is flagged; `to_inference_data` warns about it.
+Passing *training* windows instead gives a genuine PSIS-LOO estimate of out-of-sample
+accuracy from in-sample data (then a point estimate's plug-in value is optimistic, since
+it was fitted to those windows).
 
 ArviZ 1.x (Python >= 3.12) splits into `arviz-base` (data), `arviz-stats` (diagnostics)
 and `arviz-plots`; there is no `InferenceData` class: `arviz_base.from_dict` takes one
@@ -49,7 +61,9 @@ the point-estimate entry with `arviz_stats`' own `ELPDData`. probseq pins arviz 
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -67,6 +81,11 @@ __all__ = ["compare_models", "elpd", "lpd", "to_inference_data"]
 
 _VAR = "windows"
 _SCALE_FACTOR = {"log": 1.0, "negative_log": -1.0, "deviance": -2.0}
+_POINT_GROUP = "point_estimate"
+# arviz 0.23's PSIS (one chain) fits a Pareto tail to the largest ceil(S / 5) importance
+# ratios only if there are at least 5, i.e. S >= 21; its k threshold reaches 0.5 at S = 100.
+_MIN_PSIS_DRAWS = 21
+_RECOMMENDED_DRAWS = 100
 
 
 def _windows_of(ids, num_steps: int, num_windows: int) -> np.ndarray:
@@ -105,11 +124,17 @@ def to_inference_data(
       InferenceData with `log_likelihood.windows :: [1, S, W]` (nats), `observed_data.
       windows :: [W, T]` (ids), `posterior` summaries `[1, S]` (`output_bias` `[1, S, V]`)
       and attrs `point_estimate` (0/1), `num_steps`, `num_draws`, `seed` (if any),
-      `kind`.
+      `kind`. For a point estimate (`S = 1`) the summaries are in a `point_estimate` group
+      instead and asking for `posterior` raises a `TypeError` (so does `az.loo` on it):
+      use `elpd` / `compare_models`.
 
     Raises:
       ValueError: for a stream-mode result (no pointwise log-likelihoods) or ids that do
         not match the result.
+
+    Warns:
+      UserWarning: a posterior with `S <= 20` draws, naming `S`: PSIS-LOO cannot
+        estimate any Pareto k from so few (all are `inf`); use `S >= 100`.
     """
     import arviz as az
 
@@ -150,12 +175,64 @@ def to_inference_data(
             )
     summaries["held_out_log_lik"] = log_lik.sum(axis=1)
     windows = _windows_of(ids, evaluation.num_steps, num_windows)
+    point_estimate = evaluation.num_draws is None
     attrs.update(
-        point_estimate=int(evaluation.num_draws is None),
+        point_estimate=int(point_estimate),
         num_steps=evaluation.num_steps,
         num_draws=num_draws,
     )
-    return _from_dict(az, summaries, log_lik, windows, attrs)
+    if not point_estimate and num_draws < _MIN_PSIS_DRAWS:
+        label = f"model {name!r}" if name else "this posterior"
+        warnings.warn(
+            f"{label} has only {num_draws} posterior draws: PSIS-LOO "
+            f"(az.loo, az.compare, compare_models) cannot estimate Pareto k from "
+            f"{_MIN_PSIS_DRAWS - 1} or fewer draws, so every k is inf and every window is "
+            f"flagged. Use >= {_RECOMMENDED_DRAWS} draws (num_draws=) for elpd_loo and its "
+            "diagnostics; lpd() needs no Pareto fit.",
+            UserWarning,
+            stacklevel=2,
+        )
+    idata = _from_dict(az, summaries, log_lik, windows, attrs)
+    if point_estimate:
+        groups = {_POINT_GROUP if g == "posterior" else g: idata[g] for g in idata.groups()}
+        return _point_estimate_class()(**groups)
+    return idata
+
+
+@functools.cache
+def _point_estimate_class() -> type:
+    """The `az.InferenceData` subclass of a point estimate, defined when arviz is loaded."""
+    import arviz as az
+
+    class _PointEstimateInferenceData(az.InferenceData):
+        """A point estimate's InferenceData: no `posterior`, so no `az.loo`.
+
+        Only a missing attribute reaches `__getattr__`, and `posterior` is always missing
+        (the summaries are in `point_estimate`). `hasattr` propagates anything but an
+        `AttributeError`, so `az.loo`'s `hasattr(idata, "posterior")` raises this
+        `TypeError` before PSIS runs (`az.loo(idata, reff=...)` skips that check).
+        """
+
+        def __getattr__(self, name: str):
+            if name == "posterior":
+                raise TypeError(
+                    "this InferenceData holds a point estimate (one draw), which has no "
+                    "posterior: az.loo / az.compare (PSIS-LOO) need posterior draws. Use "
+                    "probseq.evaluation.compare_models (which also takes posteriors) or "
+                    "probseq.evaluation.elpd for its plug-in log predictive density; its "
+                    f"weight summaries are in the {_POINT_GROUP!r} group."
+                )
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    _PointEstimateInferenceData.__qualname__ = "_PointEstimateInferenceData"
+    return _PointEstimateInferenceData
+
+
+def __getattr__(name: str):
+    """Module attribute `_PointEstimateInferenceData` (PEP 562), so that pickle finds it."""
+    if name == "_PointEstimateInferenceData":
+        return _point_estimate_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _from_dict(az, summaries: dict, log_lik: np.ndarray, windows: np.ndarray, attrs: dict):

@@ -35,6 +35,7 @@ def run_steps(
     eval_every: int | None,
     trace_keys: Sequence[str],
     divergence_hint: str,
+    diagnose_batch: Callable[[Any], str | None] | None = None,
 ) -> tuple[dict[str, np.ndarray], list[dict[str, Any]], int, bool]:
     """Take up to `num_steps` optimizer steps, one per batch of `dataset`.
 
@@ -54,6 +55,9 @@ def run_steps(
       eval_every: evaluation period in global steps (None: only at the end).
       trace_keys: trace entries, read from `extra` or else from the `StepInfo`.
       divergence_hint: advice appended to the error on a non-finite loss.
+      diagnose_batch: optional `batch -> message or None`, run on the host only after a
+        non-finite loss (so it costs nothing otherwise): a message names bad data (e.g.
+        token ids out of range, which XLA turns into NaN instead of an error).
 
     Returns:
       `(trace, evaluations, steps_run, stopped_early)`, the trace as numpy arrays.
@@ -84,7 +88,13 @@ def run_steps(
         for key in trace_keys:
             trace[key].append(extra[key] if key in extra else getattr(info, key))
         if not math.isfinite(info.loss):
-            raise FloatingPointError(f"loss became {info.loss} at step {step}; {divergence_hint}.")
+            bad_data = diagnose_batch(batch) if diagnose_batch is not None else None
+            if bad_data:
+                raise ValueError(f"loss became {info.loss} at step {step}: {bad_data}.")
+            raise FloatingPointError(
+                f"loss became {info.loss} at step {step}; {divergence_hint}, or check the data "
+                "(values the model cannot score give NaN under jit_compile=True)."
+            )
         stop = any(bool(cb.on_step(info)) for cb in callbacks)
         last = stop or local == num_steps - 1
         if eval_fn is not None and ((eval_every and step % eval_every == 0) or last):

@@ -78,6 +78,51 @@ def global_norm_clip(grads: list, clip_norm: float | None) -> tuple[list, tf.Ten
     return clipped, norm
 
 
+def check_likelihood_reads(grads: list, variables: list) -> None:
+    """Refuse to fit variables that the log-likelihood never reads (None gradients).
+
+    Runs while the train step is traced (gradients are None statically), so it costs
+    nothing per step.
+    """
+    unread = [v.name for v, g in zip(variables, grads, strict=True) if g is None]
+    if not unread:
+        return
+    listed = ", ".join(unread[:5]) + (f", ... ({len(unread)} in all)" if len(unread) > 5 else "")
+    raise ValueError(
+        f"the log-likelihood does not depend on {len(unread)} of the {len(variables)} "
+        f"trainable variables ({listed}); fitting them would change nothing the model "
+        "computes (only their weight decay). A distribution built with params= (frozen "
+        "tensors or posterior draws) scores with those tensors, not with its network's "
+        "variables: fit a distribution built on the network itself, or pass "
+        "log_likelihood_fn= that uses the variables."
+    )
+
+
+def token_range_diagnosis(distribution) -> Callable[[Any], str | None] | None:
+    """For a token distribution: `batch -> message` naming ids outside `[0, vocab_size)`."""
+    vocab_size = getattr(distribution, "vocab_size", None)
+    if not isinstance(vocab_size, int):
+        return None
+
+    def diagnose(batch) -> str | None:
+        try:
+            values = np.asarray(batch)
+        except (TypeError, ValueError):
+            return None
+        if values.dtype.kind not in "iu" or values.size == 0:
+            return None
+        low, high = int(values.min()), int(values.max())
+        if low >= 0 and high < vocab_size:
+            return None
+        return (
+            f"the batch holds token ids outside [0, vocab_size={vocab_size}) (min {low}, "
+            f"max {high}); bad data, not a learning-rate problem. Encode the text with the "
+            "model's vocabulary"
+        )
+
+    return diagnose
+
+
 def _default_optimizer(learning_rate):
     import tf_keras
 
@@ -119,6 +164,13 @@ def fit_map(
       learning_rate: float or schedule (used only by the default optimizer).
       clip_norm: clip gradients by this global norm (None: no clipping).
       seed: unused by MAP itself (data order is the dataset's); kept for a uniform API.
+
+    Raises:
+      ValueError: the log-likelihood does not read some of the trainable variables (e.g.
+        a distribution built with `params=`: it scores with those tensors, so fitting
+        its network's variables would change nothing but their weight decay); a batch
+        with token ids outside `[0, vocab_size)` when the loss turns NaN.
+      FloatingPointError: the loss became non-finite otherwise.
       callbacks: objects with `on_step(StepInfo)` / `on_evaluation(step, metrics)`
         hooks; a hook returning True stops the fit after the current step.
       eval_fn: called every `eval_every` steps (and at the end); returns a dict of
@@ -157,10 +209,15 @@ def fit_map(
             log_lik = log_likelihood(batch)  # :: [B_replica]
             global_batch = tf.cast(tf.shape(log_lik)[0] * num_replicas, tf.float32)
             nll = -tf.reduce_sum(log_lik) / global_batch
-            loss = nll
-            if prior is not None:
-                loss = loss - prior.log_prob(variables) / (num_examples * num_replicas)
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(nll, variables)
+        check_likelihood_reads(grads, variables)
+        loss = nll
+        if prior is not None:
+            with tf.GradientTape() as prior_tape:
+                prior_term = -prior.log_prob(variables) / (num_examples * num_replicas)
+            prior_grads = prior_tape.gradient(prior_term, variables)
+            grads = [g + p for g, p in zip(grads, prior_grads, strict=True)]
+            loss = nll + prior_term
         grads = tf.distribute.get_replica_context().all_reduce("sum", grads)
         grads, norm = global_norm_clip(grads, clip_norm)
         optimizer.apply_gradients(
@@ -191,6 +248,7 @@ def fit_map(
         eval_every=eval_every,
         trace_keys=("step", "loss", "nll", "grad_norm", "learning_rate", "seconds"),
         divergence_hint="lower the learning rate or set clip_norm",
+        diagnose_batch=token_range_diagnosis(distribution),
     )
     return FitResult(
         trace=trace,

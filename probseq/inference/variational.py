@@ -52,6 +52,7 @@ from probseq.inference.map import (
     GaussianPrior,
     _default_optimizer,
     global_norm_clip,
+    token_range_diagnosis,
 )
 from probseq.inference.priors import (
     Prior,
@@ -434,6 +435,7 @@ def fit_variational(
         divergence_hint=(
             "lower the learning rate, set clip_norm or a smaller posterior_init_scale"
         ),
+        diagnose_batch=token_range_diagnosis(distribution),
     )
     return VariationalFitResult(
         trace=trace,

@@ -29,6 +29,19 @@ def init_lstm_params(
     )
 
 
+def _frozen_copy(network: tf.Module, sizes: tuple[str, ...]):
+    """`network.frozen()`: a network of the same class whose params are constants."""
+    if not tf.executing_eagerly():
+        raise RuntimeError("frozen() copies the current weights; call it outside tf.function.")
+    copy = type(network).__new__(type(network))
+    tf.Module.__init__(copy, name=f"{network.name}_frozen")
+    for attribute in (*sizes, "cell", "dtype"):
+        setattr(copy, attribute, getattr(network, attribute))
+    copy.params = tf.nest.map_structure(lambda v: tf.constant(v.numpy()), network.params)
+    copy.is_frozen = True
+    return copy
+
+
 def _check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -82,11 +95,33 @@ class LSTMNetwork(tf.Module):
                 vocab_size, hidden_size, num_layers, cell=self.cell, seed=seed, dtype=self.dtype
             )
             self.params = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=True), init)
+        self.is_frozen = False
+
+    def frozen(self) -> LSTMNetwork:
+        """A copy with the current weights as constants: no trainable variables.
+
+        For inference over *other* latents with the network held fixed. TFP's fitting
+        routines (`tfp.vi.fit_surrogate_posterior`, `tfp.math.minimize`) train every
+        trainable variable the loss reads, so a model built on the network itself would
+        silently train the LSTM too:
+
+        ```python
+        net = trained.frozen()   # the one word
+        @tfd.JointDistributionCoroutineAutoBatched
+        def model():
+            temperature = yield tfd.LogNormal(0.0, 0.5, name="temperature")
+            yield probseq.LSTMAutoregressive(net, 50, temperature=temperature, name="text")
+        ```
+
+        The copy does not follow later changes of this network's variables.
+        """
+        return _frozen_copy(self, ("vocab_size", "hidden_size", "num_layers"))
 
     def __repr__(self) -> str:
+        frozen = ", frozen" if self.is_frozen else ""
         return (
             f"LSTMNetwork(vocab_size={self.vocab_size}, hidden_size={self.hidden_size}, "
-            f"num_layers={self.num_layers}, cell={self.cell!r})"
+            f"num_layers={self.num_layers}, cell={self.cell!r}{frozen})"
         )
 
 
@@ -151,6 +186,13 @@ class Seq2SeqNetwork(tf.Module):
         }
         with self.name_scope:
             self.params = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=True), init)
+        self.is_frozen = False
+
+    def frozen(self) -> Seq2SeqNetwork:
+        """A copy with the current weights as constants (see `LSTMNetwork.frozen`)."""
+        return _frozen_copy(
+            self, ("source_vocab_size", "target_vocab_size", "hidden_size", "num_layers")
+        )
 
     @property
     def vocab_size(self) -> int:

