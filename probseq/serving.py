@@ -137,7 +137,9 @@ class _TextModel(tf.Module):
                 tf.size(ids), message="text must hold at least one character"
             )
             with tf.control_dependencies([check]):
-                totals = stream_log_prob(self.scoring_params, ids, tf.constant(1.0))
+                totals = stream_log_prob(
+                    self.scoring_params, ids, tf.constant(1.0), cell=self.network.cell_type
+                )
             if self.surrogate is None:
                 return totals
             draws = tf.cast(tf.shape(totals)[0], totals.dtype)

@@ -47,7 +47,9 @@ class RunModel:
         self.surrogate = None
         if config.method == "variational":
             self.surrogate = MeanFieldPosterior(
-                self.network.params, initial_scale=config.posterior_init_scale
+                self.network.params,
+                initial_scale=config.posterior_init_scale,
+                cell=self.network.cell_type,
             )
 
     @property

@@ -351,6 +351,8 @@ def sample_tokens(
 
 
 # ------------------------------------------------------------------- argument checks
+
+
 def check_num_steps(value, name: str) -> int:
     """A Python int `>= 1` (e.g. `num_steps`, `target_steps`)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -19,7 +19,7 @@ from probseq.distributions._sequence import (
     range_assertions,
     sample_tokens,
 )
-from probseq.nn import cell_logits, cell_start, cell_step
+from probseq.nn import cell_logits, cell_start, cell_step, network_cell
 
 tfd = tfp.distributions
 
@@ -103,7 +103,7 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         num_steps = check_num_steps(num_steps, "num_steps")
         with tf.name_scope(name) as name:
             self._network = network
-            self._cell = getattr(network, "cell", "lstm")
+            self._cell = network_cell(network)
             self._num_steps = num_steps
             float_dtype = network.dtype
             self._params = (

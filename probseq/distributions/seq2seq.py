@@ -21,7 +21,7 @@ from probseq.distributions._sequence import (
     range_assertions,
     sample_tokens,
 )
-from probseq.nn.cells import cell_encode, cell_initial_state, cell_step
+from probseq.nn.cells import cell_encode, cell_initial_state, cell_step, network_cell
 
 tfd = tfp.distributions
 
@@ -174,8 +174,8 @@ class EncoderDecoder(_TokenSequenceDistribution):
 
     # ------------------------------------------------------------------ internals
     @property
-    def _cell(self) -> str:
-        return self._network.cell
+    def _cell(self):
+        return network_cell(self._network)
 
     def _decoder_params(self, params: dict) -> dict:
         return params["decoder"]
@@ -194,7 +194,7 @@ class EncoderDecoder(_TokenSequenceDistribution):
         Returns logits `batch + [V]` (temperature *not* applied) and the decoder state
         after the first step, tensors `batch + [H]`.
         """
-        cell = self._network.cell
+        cell = network_cell(self._network)
         source = tf.broadcast_to(
             self._source, tf.concat([batch_shape, tf.shape(self._source)[-1:]], 0)
         )
@@ -213,7 +213,7 @@ class EncoderDecoder(_TokenSequenceDistribution):
         batch_shape = self.batch_shape_tensor()
         params = self._broadcast_params(batch_shape)
         logits, state = self._start(params, batch_shape)
-        cell = self._network.cell
+        cell = network_cell(self._network)
         temperature0 = self._temperature_for(batch_shape, trailing=1)
         if temperature0 is not None:
             logits = logits / temperature0

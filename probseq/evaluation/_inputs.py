@@ -8,7 +8,15 @@ import numpy as np
 import tensorflow as tf
 
 from probseq.distributions import LSTMAutoregressive
-from probseq.nn import LSTMNetwork, num_layers_of, sizes_of
+from probseq.nn import (
+    Cell,
+    LSTMNetwork,
+    cell_initial_state,
+    get_cell,
+    network_cell,
+    num_layers_of,
+    sizes_of,
+)
 
 # Rank of every params leaf without leading draw dims.
 _CORE_RANKS = {"input_kernel": 2, "recurrent_kernel": 2, "bias": 1, "kernel": 2}
@@ -22,6 +30,7 @@ class ResolvedModel(NamedTuple):
     num_draws: int | None  # None: no draw dim
     temperature: float
     default_num_steps: int | None
+    cell: Cell  # stated by the network, or given with a params dict
 
 
 def check_positive_int(name: str, value) -> int:
@@ -33,9 +42,10 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
-def resolve_model(model, params, temperature) -> ResolvedModel:
-    """Read params, sizes and temperature from an `LSTMNetwork`, distribution or dict."""
+def resolve_model(model, params, temperature, cell=None) -> ResolvedModel:
+    """Read params, sizes, cell and temperature from an `LSTMNetwork`, distribution or dict."""
     default_num_steps = None
+    stated = None
     if isinstance(model, LSTMAutoregressive):
         if model.prefix is not None:
             raise ValueError(
@@ -52,8 +62,10 @@ def resolve_model(model, params, temperature) -> ResolvedModel:
             temperature = model.temperature
         default_num_steps = model.num_steps
         model_params = model.params
+        stated = network_cell(model.network)
     elif isinstance(model, LSTMNetwork):
         model_params = model.params
+        stated = network_cell(model)
     elif isinstance(model, dict):
         model_params = model
     else:
@@ -66,8 +78,20 @@ def resolve_model(model, params, temperature) -> ResolvedModel:
     if params is not None and model_params is not params:
         _check_core_shapes(snapshot, _snapshot_params(model_params), num_draws)
     vocab_size, _ = sizes_of(snapshot)
+    if stated is not None and cell is not None and get_cell(cell) != stated:
+        raise ValueError(
+            f"cell={get_cell(cell).name!r} was given, but the model's network has cell "
+            f"{stated.name!r}; pass only one."
+        )
+    chosen = stated or get_cell("lstm" if cell is None else cell)
+    cell_initial_state(snapshot, [], cell=chosen)  # the gate width must match the cell
     return ResolvedModel(
-        snapshot, vocab_size, num_draws, _check_temperature(temperature), default_num_steps
+        snapshot,
+        vocab_size,
+        num_draws,
+        _check_temperature(temperature),
+        default_num_steps,
+        chosen,
     )
 
 

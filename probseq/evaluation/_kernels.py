@@ -12,7 +12,7 @@ import functools
 
 import tensorflow as tf
 
-from probseq.nn import cell_logits, cell_start, param_batch_ndims, sizes_of
+from probseq.nn import Cell, cell_logits, cell_start, get_cell, param_batch_ndims, sizes_of
 
 
 def _param_batch_shape(params: dict) -> tf.Tensor:
@@ -38,13 +38,16 @@ def _time_major(x: tf.Tensor) -> tf.Tensor:
     return tf.transpose(x, [rank - 1, *range(rank - 1)])
 
 
-def window_log_probs(params: dict, tokens: tf.Tensor, temperature: tf.Tensor) -> tf.Tensor:
+def window_log_probs(
+    params: dict, tokens: tf.Tensor, temperature: tf.Tensor, *, cell: Cell
+) -> tf.Tensor:
     """Log-probability of each window, every window started from a zero state.
 
     Args:
       params: params structure, param batch shape `pb` (`[]` or `[S]`).
       tokens: int32 `[B, T]` windows.
       temperature: scalar float, divides every logit.
+      cell: the network's `Cell`.
 
     Returns:
       `pb + [B]` log-likelihoods in nats (`log softmax(start)[x_1] + sum_{t>=2} ...`).
@@ -53,12 +56,12 @@ def window_log_probs(params: dict, tokens: tf.Tensor, temperature: tf.Tensor) ->
     num_steps = tokens.shape[-1]
     tokens = _broadcast_tokens(tokens, params)  # :: pb + [B, T]
     lead = tf.shape(tokens)[:-1]  # pb + [B]
-    start_logits, start_state = cell_start(params)  # :: pb + [V], pb + [H]
+    start_logits, start_state = cell_start(params, cell=cell)  # :: pb + [V], pb + [H]
     logits = tf.broadcast_to(start_logits[..., None, :], tf.concat([lead, [vocab_size]], 0))
     logits = logits[None]  # :: [1] + pb + [B, V]
     if num_steps > 1:
         state = _broadcast_state(start_state, lead)
-        rest, _ = cell_logits(params, tokens[..., :-1], state, time_major=True)
+        rest, _ = cell_logits(params, tokens[..., :-1], state, cell=cell, time_major=True)
         logits = tf.concat([logits, rest], axis=0)  # :: [T] + pb + [B, V]
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=_time_major(tokens), logits=logits / temperature
@@ -67,7 +70,7 @@ def window_log_probs(params: dict, tokens: tf.Tensor, temperature: tf.Tensor) ->
 
 
 def stream_start(
-    params: dict, first_tokens: tf.Tensor, temperature: tf.Tensor
+    params: dict, first_tokens: tf.Tensor, temperature: tf.Tensor, *, cell: Cell
 ) -> tuple[tf.Tensor, tuple]:
     """Score the first token of each stream from the start step; return the state after it.
 
@@ -80,7 +83,7 @@ def stream_start(
       log-probabilities `pb + [B]` in nats, and per-layer state `pb + [B, H]` after the
       start step (the state that reads the first token next).
     """
-    logits, state = cell_start(params)  # :: pb + [V], pb + [H]
+    logits, state = cell_start(params, cell=cell)  # :: pb + [V], pb + [H]
     log_probs = tf.nn.log_softmax(logits / temperature, axis=-1)
     lead = tf.concat([_param_batch_shape(params), tf.shape(first_tokens)], 0)
     return tf.gather(log_probs, first_tokens, axis=-1), _broadcast_state(state, lead)
@@ -93,6 +96,8 @@ def stream_chunk(
     targets: tf.Tensor,
     mask: tf.Tensor,
     temperature: tf.Tensor,
+    *,
+    cell: Cell,
 ) -> tuple[tf.Tensor, tuple]:
     """Teacher-forced pass over one chunk of `B` streams, carrying the LSTM state.
 
@@ -109,7 +114,7 @@ def stream_chunk(
       (meaningful only if the chunk has no padding).
     """
     logits, state = cell_logits(
-        params, _broadcast_tokens(inputs, params), state, time_major=True
+        params, _broadcast_tokens(inputs, params), state, cell=cell, time_major=True
     )  # :: [C] + pb + [B, V]
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=_time_major(_broadcast_tokens(targets, params)), logits=logits / temperature
@@ -123,14 +128,22 @@ def stream_chunk(
 
 
 @functools.cache
-def compiled(kind: str, jit_compile: bool):
-    """The `tf.function` for `kind` in {"windows", "chunk", "start"} (built on first use)."""
+def compiled(kind: str, jit_compile: bool, cell: Cell):
+    """The `tf.function` for `kind` in {"windows", "chunk", "start"} and the network's
+    cell (built on first use)."""
     fn = {"windows": window_log_probs, "chunk": stream_chunk, "start": stream_start}[kind]
-    return tf.function(fn, jit_compile=jit_compile, reduce_retracing=False)
+    return tf.function(
+        functools.partial(fn, cell=cell), jit_compile=jit_compile, reduce_retracing=False
+    )
 
 
 def stream_log_prob(
-    params: dict, ids: tf.Tensor, temperature: tf.Tensor, chunk_size: int = 1024
+    params: dict,
+    ids: tf.Tensor,
+    temperature: tf.Tensor,
+    *,
+    cell: str | Cell = "lstm",
+    chunk_size: int = 1024,
 ) -> tf.Tensor:
     """`log p(ids)` of one whole text as one sequence, the state carried across it.
 
@@ -144,13 +157,15 @@ def stream_log_prob(
       params: params structure, param batch shape `pb`.
       ids: int32 `[N]`, `N >= 1`.
       temperature: scalar float.
+      cell: the network's cell (`network.cell_type`).
       chunk_size: Python int, characters per chunk.
 
     Returns:
       `pb` log-likelihoods in nats.
     """
     ids = tf.convert_to_tensor(ids, tf.int32)
-    first, state = stream_start(params, ids[:1], temperature)  # :: pb + [1]
+    cell = get_cell(cell)
+    first, state = stream_start(params, ids[:1], temperature, cell=cell)  # :: pb + [1]
     inputs, targets = ids[:-1], ids[1:]
     count = tf.shape(inputs)[0]
     num_chunks = (count + chunk_size - 1) // chunk_size
@@ -163,7 +178,9 @@ def stream_log_prob(
     inputs, targets = chunks(inputs), chunks(targets)
 
     def body(i, total, state):
-        log_lik, state = stream_chunk(params, state, inputs[i], targets[i], mask[i], temperature)
+        log_lik, state = stream_chunk(
+            params, state, inputs[i], targets[i], mask[i], temperature, cell=cell
+        )
         return i + 1, total + log_lik, state
 
     _, total, _ = tf.while_loop(lambda i, *_: i < num_chunks, body, (tf.constant(0), first, state))

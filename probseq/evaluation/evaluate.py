@@ -31,6 +31,7 @@ def evaluate(
     num_streams: int = 1,
     params: dict | None = None,
     temperature: float | None = None,
+    cell=None,
     progress: Callable[[int, int], None] | None = None,
     jit_compile: bool | None = None,
 ) -> EvaluationResult:
@@ -92,6 +93,9 @@ def evaluate(
         draws), same structure and core shapes.
       temperature: positive scalar dividing all logits (default 1); not allowed if the
         distribution already has one.
+      cell: for a params dict, the cell the params are for (name or `Cell`, default
+        `"lstm"`); a network or distribution states its own (a different `cell` is an
+        error). Never inferred from the params' shapes.
       progress: called as `progress(done_chars, total_chars)` after each batch / chunk.
       jit_compile: compile the batch / chunk function with XLA. None (default) picks
         what measured faster on a 2-core CPU: XLA for the stream (many small steps,
@@ -117,7 +121,7 @@ def evaluate(
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
-    resolved = resolve_model(model, params, temperature)
+    resolved = resolve_model(model, params, temperature, cell)
     if num_steps is None:
         num_steps = resolved.default_num_steps or _DEFAULT_NUM_STEPS
     num_steps = check_positive_int("num_steps", num_steps)
@@ -157,7 +161,7 @@ def _evaluate_windows(
     num_windows = ids.size // num_steps
     windows = ids[: num_windows * num_steps].reshape(num_windows, num_steps)
     batch = min(batch_size, num_windows)
-    fn = _kernels.compiled("windows", jit_compile)
+    fn = _kernels.compiled("windows", jit_compile, resolved.cell)
     temperature = tf.constant(resolved.temperature, resolved.params["output"]["bias"].dtype)
     draws = () if resolved.num_draws is None else (resolved.num_draws,)
     log_probs = np.empty(draws + (num_windows,), np.float64)
@@ -187,14 +191,14 @@ def _evaluate_stream(
     total_chars = ids.size
     streams, lengths = _split_streams(ids, num_streams)  # :: [B, L], [B]
     temperature = tf.constant(resolved.temperature, resolved.params["output"]["bias"].dtype)
-    first, state = _kernels.compiled("start", False)(
+    first, state = _kernels.compiled("start", False, resolved.cell)(
         resolved.params, tf.constant(streams[:, 0]), temperature
     )
     totals = first.numpy().astype(np.float64).sum(axis=-1)  # :: draws
     done = num_streams
     num_positions = streams.shape[1] - 1  # input/target pairs per stream
     chunk = min(chunk_size, num_positions)
-    fn = _kernels.compiled("chunk", jit_compile)
+    fn = _kernels.compiled("chunk", jit_compile, resolved.cell)
     offsets = np.arange(chunk)
     for start in range(0, num_positions, chunk):
         positions = start + offsets  # input positions; targets are one later

@@ -240,6 +240,7 @@ def posterior_predictive(
         num_streams=num_streams,
         temperature=temperature,
         jit_compile=jit_compile,
+        cell=getattr(surrogate, "cell", None),
     )
     mean = surrogate.mean()
     predictive = evaluate(mean, ids, params=draws, progress=progress, **shared)

@@ -19,6 +19,7 @@ from probseq.inference.priors import (
     _prior_log_prob,
     _scalar_prior,
 )
+from probseq.nn.cells import get_cell
 
 tfd = tfp.distributions
 
@@ -55,6 +56,9 @@ class MeanFieldPosterior(tf.Module):
         surrogate starts close to the point estimate).
       seed: seed for the builder (the initial values are given, so nothing random is
         drawn at construction; kept for the TFP builder's contract).
+      cell: the recurrent cell the params are for (name or `Cell`; default `"lstm"`),
+        stated so that evaluation uses the right equations (`fit_variational` passes
+        its network's).
       dtype: float dtype.
       name: module name.
 
@@ -76,8 +80,10 @@ class MeanFieldPosterior(tf.Module):
         seed=None,
         dtype=tf.float32,
         name: str = "MeanFieldPosterior",
+        cell="lstm",
     ):
         super().__init__(name=name)
+        self.cell = get_cell(cell)
         if not initial_scale > 0:
             raise ValueError(f"initial_scale must be positive, got {initial_scale}.")
         dtype = tf.as_dtype(dtype)

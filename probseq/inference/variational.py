@@ -64,6 +64,7 @@ from probseq.inference.priors import (
     prior_distribution,
 )
 from probseq.inference.surrogate import MeanFieldPosterior, _as_template, stateless_seed
+from probseq.nn.cells import network_cell
 
 tfd = tfp.distributions
 
@@ -368,6 +369,7 @@ def fit_variational(
                 initial_loc=_initial_loc(initial_loc, template, prior, init_seed),
                 initial_scale=posterior_init_scale,
                 seed=init_seed,
+                cell=network_cell(getattr(distribution, "network", None)),
             )
         optimizer = optimizer or _default_optimizer(learning_rate)
     variables = list(surrogate.trainable_variables)

@@ -13,6 +13,8 @@ from probseq.nn.cells import (
     cell_step,
     get_cell,
     init_cell_params,
+    network_cell,
+    register_cell,
 )
 from probseq.nn.lstm import (
     LSTMState,
@@ -52,7 +54,9 @@ __all__ = [
     "lstm_step",
     "num_layers_of",
     "param_batch_ndims",
+    "network_cell",
     "parallel_chains",
+    "register_cell",
     "set_cpu_threads",
     "sizes_of",
     "usable_cpus",

@@ -42,9 +42,13 @@ projection `r = h Wh` (one GEMM, the only matmul inside the time loop):
 
       h' = tanh(x Wx + h Wh + b)
 
-Every function takes `cell=` (`"lstm"`, `"gru"`, `"rnn"` or a `Cell`), checked against the
-params' gate width; `cell=None` infers it from that width (`4H`, `3H`, `H`), so code that
-only holds a params structure (e.g. evaluation kernels) works for every cell.
+Every function takes `cell=` (a registered name such as `"lstm"`, `"gru"`, `"rnn"`, or a
+`Cell`), checked against the params' gate width; the default is `"lstm"`. A cell's
+identity is stated, never guessed from the width: two cells with the same number of
+gate blocks (an LSTM and a peephole or layer-normalized LSTM) have the same shapes and
+different equations. Networks hold their `Cell` (`network.cell_type`) and every
+distribution, evaluation kernel and posterior reads it from there. `register_cell` adds
+a user-defined cell under its name.
 
 The state of one layer is `LSTMState(c, h)` for the LSTM and `HiddenState(h)` for the
 GRU and the RNN; every tensor is `[..., H]`. The first step of a sequence may read no
@@ -87,6 +91,8 @@ __all__ = [
     "get_cell",
     "init_cell_params",
     "init_seed",
+    "network_cell",
+    "register_cell",
     "slice_sizes",
     "split_rows",
 ]
@@ -155,16 +161,44 @@ _CELLS = {
     "gru": Cell("gru", 3, _gru_update, HiddenState),
     "rnn": Cell("rnn", 1, _rnn_update, HiddenState),
 }
-CELL_NAMES = tuple(_CELLS)
+CELL_NAMES = tuple(_CELLS)  # the built-in cells
+
+
+def register_cell(cell: Cell, *, replace: bool = False) -> Cell:
+    """Make `cell` available by its name (e.g. `LSTMNetwork(..., cell="peephole")`).
+
+    A `Cell` gives `num_gates` (`G`: the params have gate width `G * H` and the shapes of
+    the built-in cells), `update(a, r, state) -> state` with `a = x Wx + b` and
+    `r = h Wh` (each `[..., G*H]`), and `zero_state(zeros [..., H]) -> state` (a
+    NamedTuple whose last field is the hidden vector `h`). Passing the `Cell` object
+    itself as `cell=` works without registering.
+
+    Raises:
+      ValueError: the name is taken (by a built-in cell always; by another registered
+        cell unless `replace=True`).
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(f"register_cell takes a Cell, got {type(cell).__name__}.")
+    if cell.name in CELL_NAMES or (cell.name in _CELLS and not replace):
+        raise ValueError(f"a cell named {cell.name!r} is already registered.")
+    _CELLS[cell.name] = cell
+    return cell
 
 
 def get_cell(cell: str | Cell) -> Cell:
-    """The `Cell` for `"lstm"`, `"gru"` or `"rnn"` (a `Cell` is returned as is)."""
+    """The registered `Cell` of that name (a `Cell` is returned as is)."""
     if isinstance(cell, Cell):
         return cell
     if cell not in _CELLS:
-        raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {cell!r}.")
+        raise ValueError(f"cell must be one of {sorted(_CELLS)} (registered), got {cell!r}.")
     return _CELLS[cell]
+
+
+def network_cell(network) -> Cell:
+    """The `Cell` a network states: its `cell_type`, else the cell named by its `cell`,
+    else (a network-like object that states none) the LSTM. Never read from shapes."""
+    cell_type = getattr(network, "cell_type", None)
+    return cell_type if cell_type is not None else get_cell(getattr(network, "cell", "lstm"))
 
 
 # ------------------------------------------------------------------------ init
@@ -263,22 +297,15 @@ def _hidden_size(params: dict) -> int:
 
 
 def _checked_cell(params: dict, cell: str | Cell | None) -> Cell:
-    """The cell for `params`: `cell` checked against the gate width, or inferred from it."""
+    """`cell` (None: `"lstm"`) checked against the params' gate width."""
     kernel = params["layer_0"]["recurrent_kernel"]
     hidden, width = kernel.shape[-2], kernel.shape[-1]
-    if cell is None:
-        by_width = {c.num_gates: c for c in _CELLS.values()}
-        if hidden is None or width is None or width % hidden or width // hidden not in by_width:
-            raise ValueError(
-                f"cannot infer the cell from a recurrent kernel of shape {kernel.shape}; "
-                f"pass cell= (gate widths: lstm 4H, gru 3H, rnn H)."
-            )
-        return by_width[width // hidden]
-    cell = get_cell(cell)
+    cell = get_cell("lstm" if cell is None else cell)
     if hidden is not None and width is not None and width != cell.num_gates * hidden:
         raise ValueError(
             f"params have gate width {width} for hidden size {hidden}, but cell "
-            f"{cell.name!r} needs {cell.num_gates} * {hidden} = {cell.num_gates * hidden}."
+            f"{cell.name!r} needs {cell.num_gates} * {hidden} = {cell.num_gates * hidden}; "
+            "pass the cell the params were made for (cell=...)."
         )
     return cell
 

@@ -35,7 +35,7 @@ def _frozen_copy(network: tf.Module, sizes: tuple[str, ...]):
         raise RuntimeError("frozen() copies the current weights; call it outside tf.function.")
     copy = type(network).__new__(type(network))
     tf.Module.__init__(copy, name=f"{network.name}_frozen")
-    for attribute in (*sizes, "cell", "dtype"):
+    for attribute in (*sizes, "cell", "cell_type", "dtype"):
         setattr(copy, attribute, getattr(network, attribute))
     copy.params = tf.nest.map_structure(lambda v: tf.constant(v.numpy()), network.params)
     copy.is_frozen = True
@@ -59,8 +59,9 @@ class LSTMNetwork(tf.Module):
         gives the same weights. `None` draws a fresh one.
       dtype: float dtype of the variables.
       name: module name.
-      cell: `"lstm"` (default), `"gru"` or `"rnn"` (equations in `probseq.nn.cells`);
-        the class keeps its name for every cell.
+      cell: `"lstm"` (default), `"gru"`, `"rnn"` (equations in `probseq.nn.cells`), a
+        registered cell's name or a `Cell`; the class keeps its name for every cell.
+        `network.cell_type` is the `Cell`, `network.cell` its name.
 
     `.params` is the nested dict of `tf.Variable`s that the functional core in
     `probseq.nn` consumes (layout in `probseq.nn.lstm`).
@@ -89,10 +90,16 @@ class LSTMNetwork(tf.Module):
         self.hidden_size = _check_positive_int("hidden_size", hidden_size)
         self.num_layers = _check_positive_int("num_layers", num_layers)
         self.dtype = tf.as_dtype(dtype)
-        self.cell = get_cell(cell).name
+        self.cell_type = get_cell(cell)
+        self.cell = self.cell_type.name
         with self.name_scope:
             init = init_cell_params(
-                vocab_size, hidden_size, num_layers, cell=self.cell, seed=seed, dtype=self.dtype
+                vocab_size,
+                hidden_size,
+                num_layers,
+                cell=self.cell_type,
+                seed=seed,
+                dtype=self.dtype,
             )
             self.params = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=True), init)
         self.is_frozen = False
@@ -167,10 +174,11 @@ class Seq2SeqNetwork(tf.Module):
         self.target_vocab_size = _check_positive_int("target_vocab_size", target_vocab_size)
         self.hidden_size = _check_positive_int("hidden_size", hidden_size)
         self.num_layers = _check_positive_int("num_layers", num_layers)
-        self.cell = get_cell(cell).name
+        self.cell_type = get_cell(cell)
+        self.cell = self.cell_type.name
         self.dtype = tf.as_dtype(dtype)
         encoder_seed, decoder_seed = samplers.split_seed(init_seed(seed), n=2)
-        common = dict(cell=self.cell, dtype=self.dtype)
+        common = dict(cell=self.cell_type, dtype=self.dtype)
         init = {
             "encoder": init_cell_params(
                 source_vocab_size,

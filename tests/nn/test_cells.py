@@ -248,15 +248,19 @@ def test_init_shapes_seeds_and_head(cell):
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_cell_is_inferred_from_the_gate_width(cell):
+def test_the_cell_is_stated_and_defaults_to_lstm(cell):
+    """Issue 12: a cell was guessed from the gate width; now it is stated (default lstm)."""
     params = _random_params(cell, 2, seed=71)
     tokens = tf.constant([[1, 0, 3]])
-    state = cell_initial_state(params, [1])  # inferred too
+    state = cell_initial_state(params, [1], cell=cell)
     assert type(state[0]) is (LSTMState if cell == "lstm" else HiddenState)
-    inferred, _ = cell_logits(params, tokens, state)
-    explicit, _ = cell_logits(params, tokens, state, cell=cell)
-    np.testing.assert_array_equal(inferred, explicit)
-    np.testing.assert_array_equal(cell_start(params)[0], cell_start(params, cell=cell)[0])
+    if cell == "lstm":
+        default, _ = cell_logits(params, tokens, state)
+        explicit, _ = cell_logits(params, tokens, state, cell="lstm")
+        np.testing.assert_array_equal(default, explicit)
+    else:  # the default is the LSTM, whose gate width these params do not have
+        with pytest.raises(ValueError, match="cell 'lstm' needs 4"):
+            cell_logits(params, tokens, state)
 
 
 def test_params_of_the_wrong_cell_are_rejected():
@@ -264,7 +268,7 @@ def test_params_of_the_wrong_cell_are_rejected():
     with pytest.raises(ValueError, match="cell 'lstm' needs 4"):
         cell_logits(params, tf.constant([[1, 2]]), None, cell="lstm")
     odd = {"layer_0": {"recurrent_kernel": tf.zeros([H, 2 * H])}}
-    with pytest.raises(ValueError, match="cannot infer the cell"):
+    with pytest.raises(ValueError, match=f"gate width {2 * H} for hidden size {H}"):
         cell_initial_state(odd, [1])
 
 
