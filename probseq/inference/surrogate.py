@@ -65,7 +65,7 @@ class MeanFieldPosterior(tf.Module):
     #### Examples
 
     ```python
-    q = MeanFieldPosterior(net.params, initial_scale=1e-3)
+    q = MeanFieldPosterior(net.params, initial_scale=1e-2)
     w = q.sample(4, seed=(1, 2))      # params structure, every leaf [4] + core
     LSTMAutoregressive(net, 50, params=w).batch_shape  # ==> [4]
     ```
@@ -76,7 +76,7 @@ class MeanFieldPosterior(tf.Module):
         template: Mapping,
         *,
         initial_loc: Mapping | None = None,
-        initial_scale: float = 1e-3,
+        initial_scale: float = 1e-2,
         seed=None,
         dtype=tf.float32,
         name: str = "MeanFieldPosterior",
