@@ -137,10 +137,10 @@ def split_sequences(
 
     With ``N`` sequences and fractions ``(f_train, f_valid, f_test)`` (positive, summing
     to 1): ``n_train = floor(N f_train)``, ``n_valid = floor(N f_valid)``, test gets the
-    rest, so the three concatenate back to ``sequences``. Fractions are read as the
-    decimals they print as (``0.9`` is 9/10), so the default is the corpora's convention
-    ``n_train = N * 90 // 100``, ``n_valid = N * 5 // 100`` (:func:`split_text`), by
-    sequence count instead of characters.
+    rest, so the three concatenate back to ``sequences``. Each fraction is read as the
+    nearest fraction with a denominator up to 10^6 (``0.9`` is 9/10, ``1 / 3`` is 1/3), so
+    the default is the corpora's convention ``n_train = N * 90 // 100``, ``n_valid =
+    N * 5 // 100`` (:func:`split_text`), by sequence count instead of characters.
 
     Raises:
         ValueError: bad fractions, or a split would be empty (naming the minimum ``N``).
@@ -152,7 +152,8 @@ def split_sequences(
         empty = SPLITS[counts.index(min(counts))]
         raise ValueError(
             f"{n} sequences leave the {empty!r} split empty with fractions "
-            f"{tuple(fractions)}; every split needs a sequence, which takes at least {_min_sequences(exact)}"
+            f"{tuple(fractions)}; a sequence in every split takes at least "
+            f"{_min_sequences(exact)} sequences"
         )
     n_train, n_valid, _ = counts
     items = list(sequences)
@@ -205,7 +206,7 @@ def encode_sequences(
     lengths = np.array([len(s) for s in texts], dtype=np.int64)
     if on_unknown == "skip":
         # Skipping changes the row lengths, so each row is encoded on its own.
-        rows = [vocabulary.encode(s, "skip").astype(np.int32) for s in texts]
+        rows = [vocabulary.encode(s, "skip", replacement).astype(np.int32) for s in texts]
         ids = np.concatenate(rows) if rows else np.zeros(0, np.int32)
         lengths = np.array([r.size for r in rows], dtype=np.int64)
     else:
@@ -395,7 +396,8 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[Fraction, ...]:
     if len(values) != len(SPLITS):
         raise ValueError(f"fractions must be 3 numbers (train, valid, test); got {values!r}")
     try:
-        exact = tuple(Fraction(str(f)) for f in values)
+        # The nearest simple fraction: 0.9 is 9/10 and 1 / 3 is 1/3, not their binary floats.
+        exact = tuple(Fraction(float(f)).limit_denominator(10**6) for f in values)
     except (TypeError, ValueError):
         raise ValueError(f"fractions must be numbers; got {values!r}") from None
     if min(exact) <= 0 or abs(float(sum(exact)) - 1.0) > 1e-9:
@@ -410,9 +412,11 @@ def _split_counts(n: int, exact: tuple[Fraction, ...]) -> list[int]:
 
 
 def _min_sequences(exact: tuple[Fraction, ...]) -> int:
-    """The smallest ``N`` leaving no split empty (``N = max_i ceil(1 / f_i)`` always does)."""
+    """The smallest ``N`` leaving no split empty (``max_i ceil(1 / f_i)`` is enough when the
+    fractions sum to exactly 1; the search goes further for sums within rounding of 1)."""
     enough = max(-(-q.denominator // q.numerator) for q in exact)
-    return next(m for m in range(1, enough + 1) if min(_split_counts(m, exact)) >= 1)
+    candidates = range(1, 2 * enough + 2)
+    return next((m for m in candidates if min(_split_counts(m, exact)) >= 1), 2 * enough + 2)
 
 
 def _unknown_in_sequences(
@@ -452,7 +456,9 @@ def _flatten(sequences: Any, max_length: int | None) -> tuple[np.ndarray, np.nda
         rows = []
         for i, s in enumerate(sequences):
             if isinstance(s, str):
-                raise TypeError("sequences must be integer ids; encode strings with encode_sequences")
+                raise TypeError(
+                    "sequences must be integer ids; encode strings with encode_sequences"
+                )
             row = np.asarray(s.numpy() if hasattr(s, "numpy") else s)
             if row.ndim != 1:
                 raise ValueError(f"sequence {i} must be 1-D; got shape {row.shape}")
@@ -492,8 +498,7 @@ def _bucket_plan(
             or (np.diff(bounds) <= 0).any()
         ):
             raise ValueError(
-                "bucket_boundaries must be increasing positive integers; "
-                f"got {list(boundaries)!r}"
+                f"bucket_boundaries must be increasing positive integers; got {list(boundaries)!r}"
             )
         bounds = bounds.astype(np.int64)
         if lengths.max() > bounds[-1]:
