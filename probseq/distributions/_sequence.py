@@ -23,6 +23,7 @@ from tensorflow_probability.python.internal import (
     tensor_util,
 )
 
+from probseq.distributions._lengths import canonical_tokens, dense_and_lengths, finish_step
 from probseq.nn.cells import cell_logits, slice_sizes, split_rows
 
 tfd = tfp.distributions
@@ -40,6 +41,8 @@ class _TokenSequenceDistribution(tfd.Distribution):
     _SEQUENCES = "sequences"  # ... and in the static length error
     _LENGTH_NAME = "num_steps"  # the constructor argument giving the event size
     _RANK_ERROR_NAME: str | None = None  # name in the unknown-batch-rank error (None: self.name)
+    _eos: int | None = None  # end token (see `_lengths.py`); set by `_init_lengths`
+    _lengths = None  # per-example lengths, batch-shaped int32, or None
 
     @classmethod
     def _shared_parameter_properties(cls, dtype) -> dict:
@@ -59,7 +62,41 @@ class _TokenSequenceDistribution(tfd.Distribution):
                 ),
                 default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
             ),
+            lengths=parameter_properties.ParameterProperties(
+                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
+                is_preferred=False,
+            ),
         )
+
+    def _init_lengths(self, eos, lengths) -> None:
+        """Check and store `eos` (a Python int in `[0, V)`) and `lengths` (ints, batch dims)."""
+        if eos is not None:
+            if isinstance(eos, bool) or not isinstance(eos, (int, np.integer)):
+                raise TypeError(f"eos must be a Python int token id, got {eos!r}.")
+            if not 0 <= eos < self.vocab_size:
+                raise ValueError(f"eos must be in [0, vocab_size={self.vocab_size}), got {eos}.")
+            eos = int(eos)
+        self._eos = eos
+        if lengths is not None:
+            lengths = tf.convert_to_tensor(lengths, dtype_hint=tf.int32, name="lengths")
+            if lengths.dtype.is_bool or not lengths.dtype.is_integer:
+                raise TypeError(f"lengths must be integers, got dtype {lengths.dtype.name}.")
+            lengths = tf.cast(lengths, tf.int32)
+        self._lengths = lengths
+
+    @property
+    def eos(self) -> int | None:
+        """The end token, or None (fixed-length sequences)."""
+        return self._eos
+
+    @property
+    def lengths(self):
+        """Per-example lengths (batch-shaped int32) or None."""
+        return self._lengths
+
+    @property
+    def _variable_length(self) -> bool:
+        return self._eos is not None or self._lengths is not None
 
     def _init_distribution(self, parameters, validate_args, allow_nan_stats, name):
         super().__init__(
@@ -74,10 +111,27 @@ class _TokenSequenceDistribution(tfd.Distribution):
     # ------------------------------------------------------------------ subclass hooks
 
     def _call_log_prob(self, value, name, **kwargs):
+        value, kwargs = self._value_and_lengths(value, kwargs)
         return super()._call_log_prob(_keep_float_dtype(value), name, **kwargs)
 
     def _call_prob(self, value, name, **kwargs):
+        value, kwargs = self._value_and_lengths(value, kwargs)
         return super()._call_prob(_keep_float_dtype(value), name, **kwargs)
+
+    def _prob(self, x, value_lengths=None):
+        return tf.exp(self._log_prob(x, value_lengths=value_lengths))
+
+    def _value_and_lengths(self, value, kwargs):
+        """A ragged value (or list of unequal rows) becomes padded tokens + row lengths."""
+        value, value_lengths = dense_and_lengths(value, self._num_steps, self.name)
+        if value_lengths is not None:
+            if self._lengths is not None:
+                raise ValueError(
+                    f"{self.name}: the value is ragged and the distribution has lengths; "
+                    "give the lengths one way only."
+                )
+            kwargs = dict(kwargs, value_lengths=value_lengths)
+        return value, kwargs
 
     def _decoder_params(self, params: dict) -> dict:
         """The part of `params` that generates the tokens (step, output head)."""
@@ -116,6 +170,8 @@ class _TokenSequenceDistribution(tfd.Distribution):
             shape = tf.broadcast_static_shape(shape, self._context().shape[:-1])
         if self._temperature is not None:
             shape = tf.broadcast_static_shape(shape, self._temperature.shape)
+        if self._lengths is not None:
+            shape = tf.broadcast_static_shape(shape, self._lengths.shape)
         return shape
 
     def _batch_shape_tensor(self):
@@ -124,7 +180,16 @@ class _TokenSequenceDistribution(tfd.Distribution):
             shape = tf.broadcast_dynamic_shape(shape, tf.shape(self._context())[:-1])
         if self._temperature is not None:
             shape = tf.broadcast_dynamic_shape(shape, tf.shape(self._temperature))
+        if self._lengths is not None:
+            shape = tf.broadcast_dynamic_shape(shape, tf.shape(self._lengths))
         return shape
+
+    def _lengths_for(self, batch_shape, trailing: int):
+        """Lengths broadcast to `batch_shape`, as `batch + [1]*trailing` (None if unset)."""
+        if self._lengths is None:
+            return None
+        lengths = tf.broadcast_to(self._lengths, batch_shape)
+        return tf.reshape(lengths, tf.concat([batch_shape, tf.ones([trailing], tf.int32)], 0))
 
     def _batch_rank(self) -> int:
         rank = self.batch_shape.rank
@@ -155,14 +220,25 @@ class _TokenSequenceDistribution(tfd.Distribution):
         return tf.reshape(temperature, shape)
 
     # ------------------------------------------------------------------------- log_prob
-    def _log_prob(self, x):
-        x = self._cast_tokens(x)
+    def _log_prob(self, x, value_lengths=None):
+        variable = self._variable_length or value_lengths is not None
+        x = self._cast_tokens(x, allow_shorter=variable)
         batch_shape = self.batch_shape_tensor()
         batch_rank = self._batch_rank()
         # Broadcast x against the batch shape, then put the sample dims *after* the
         # batch dims so that batched params line up with their batch dims.
         value_batch = tf.broadcast_dynamic_shape(tf.shape(x)[:-1], batch_shape)
-        x = tf.broadcast_to(x, tf.concat([value_batch, [self._num_steps]], 0))
+        x = tf.broadcast_to(x, tf.concat([value_batch, tf.shape(x)[-1:]], 0))
+        scored = canonical = None
+        if variable:
+            if value_lengths is not None:
+                lengths = tf.broadcast_to(value_lengths, value_batch)
+            elif self._lengths is not None:
+                lengths = tf.broadcast_to(self._lengths, value_batch)
+            else:
+                lengths = tf.fill(value_batch, tf.shape(x)[-1])
+            # :: sample + batch + [W], scored :: same, canonical :: sample + batch
+            x, scored, canonical = canonical_tokens(x, lengths, self._eos, self._num_steps)
         rank = x.shape.rank
         sample_rank = rank - 1 - batch_rank
         to_batch_first = (
@@ -170,31 +246,39 @@ class _TokenSequenceDistribution(tfd.Distribution):
             + list(range(sample_rank))
             + [rank - 1]
         )
-        x = tf.transpose(x, to_batch_first)  # :: batch + sample + [T]
+        x = tf.transpose(x, to_batch_first)  # :: batch + sample + [W]
         params = self._broadcast_params(batch_shape)
         logits0, state = self._start(params, batch_shape)
         lead = tf.shape(x)[:-1]
         logits0 = tf.broadcast_to(
             _expand_dims(logits0, -2, sample_rank), tf.concat([lead, tf.shape(logits0)[-1:]], 0)
         )[None]  # :: [1] + batch + sample + [V]
-        if self._num_steps > 1:
+        width = x.shape[-1]
+        if width is None or width > 1:
             for _ in range(sample_rank):
                 state = expand_state(state)
             state = broadcast_state(state, lead)
             rest, _ = cell_logits(
                 self._decoder_params(params), x[..., :-1], state, cell=self._cell, time_major=True
             )
-            logits = tf.concat([logits0, rest], axis=0)  # :: [T] + batch + sample + [V]
+            logits = tf.concat([logits0, rest], axis=0)  # :: [W] + batch + sample + [V]
         else:
             logits = logits0
         temperature = self._temperature_for(batch_shape, trailing=sample_rank + 1, leading=1)
         if temperature is not None:
             logits = logits / temperature
-        targets = tf.transpose(x, [rank - 1, *range(rank - 1)])  # :: [T] + batch + sample
+        targets = tf.transpose(x, [rank - 1, *range(rank - 1)])  # :: [W] + batch + sample
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+        if scored is not None:
+            scored = tf.transpose(scored, to_batch_first)
+            scored = tf.transpose(scored, [rank - 1, *range(rank - 1)])  # :: [W] + batch + sample
+            nll = tf.where(scored, nll, tf.zeros_like(nll))
         log_prob = -tf.reduce_sum(nll, axis=0)  # :: batch + sample
         back = list(range(batch_rank, batch_rank + sample_rank)) + list(range(batch_rank))
-        return tf.transpose(log_prob, back)  # :: sample + batch
+        log_prob = tf.transpose(log_prob, back)  # :: sample + batch
+        if canonical is not None:
+            log_prob = tf.where(canonical, log_prob, tf.constant(-np.inf, log_prob.dtype))
+        return log_prob
 
     # ----------------------------------------------------------------------- validation
     def _check_token_dtype(self, x):
@@ -209,11 +293,16 @@ class _TokenSequenceDistribution(tfd.Distribution):
         if x.dtype.is_bool or not x.dtype.is_integer:
             raise TypeError(f"{self.name}: tokens must be integers, got dtype {x.dtype.name}.")
 
-    def _check_static_length(self, x):
-        """A statically known wrong event length is a ValueError, validate_args or not."""
+    def _check_static_length(self, x, allow_shorter: bool = False):
+        """A statically known wrong event length is a ValueError, validate_args or not.
+
+        With `allow_shorter` (an `eos`, `lengths` or a ragged value), widths up to
+        `num_steps` are allowed."""
         if x.shape.rank is not None and x.shape.rank == 0:
             raise ValueError(f"{self.name}: tokens must have shape [..., {self._num_steps}].")
         length = x.shape[-1] if x.shape.rank is not None else None
+        if allow_shorter and length is not None and length <= self._num_steps:
+            return
         if length is not None and length != self._num_steps:
             raise ValueError(
                 f"{self.name}: expected {self._SEQUENCES} of length "
@@ -221,20 +310,20 @@ class _TokenSequenceDistribution(tfd.Distribution):
                 f"got shape {x.shape.as_list()}."
             )
 
-    def _cast_tokens(self, x):
+    def _cast_tokens(self, x, allow_shorter: bool = False):
         x = tf.convert_to_tensor(x)
         self._check_token_dtype(x)
-        self._check_static_length(x)
+        self._check_static_length(x, allow_shorter)
         return tf.cast(x, tf.int32)
 
-    def _sample_control_dependencies(self, x):
+    def _sample_control_dependencies(self, x, value_lengths=None):
         if not self.validate_args:
             return []
         x = tf.convert_to_tensor(x)
         self._check_token_dtype(x)
-        self._check_static_length(x)
+        self._check_static_length(x, allow_shorter=True)  # exact check in _log_prob
         assertions = []
-        if x.shape.rank is None or x.shape[-1] is None:
+        if not self._variable_length and (x.shape.rank is None or x.shape[-1] is None):
             assertions.append(
                 tf.debugging.assert_equal(
                     tf.shape(x)[-1],
@@ -243,6 +332,10 @@ class _TokenSequenceDistribution(tfd.Distribution):
                     f"{self._LENGTH_NAME}={self._num_steps}.",
                 )
             )
+        if self._lengths is not None and x.shape.rank is not None:
+            # Padding (positions >= lengths) is never read: it may hold anything.
+            lengths = self._lengths[..., None]
+            x = tf.where(tf.range(tf.shape(x)[-1]) < lengths, x, tf.zeros_like(x))
         assertions.extend(range_assertions(x, self.vocab_size, f"{self.name}: {self._TOKENS}"))
         return assertions
 
@@ -259,6 +352,18 @@ class _TokenSequenceDistribution(tfd.Distribution):
             )
         if is_init:
             assertions.extend(self._context_assertions())
+            if self._lengths is not None:
+                assertions += [
+                    tf.debugging.assert_non_negative(
+                        self._lengths, message=f"{self.name}: lengths must be >= 0."
+                    ),
+                    tf.debugging.assert_less_equal(
+                        self._lengths,
+                        self._num_steps,
+                        message=f"{self.name}: lengths must be <= {self._LENGTH_NAME}="
+                        f"{self._num_steps}.",
+                    ),
+                ]
         return assertions
 
 
@@ -274,6 +379,8 @@ def sample_tokens(
     batch_shape,
     batch_rank: int,
     temperature=None,
+    eos: int | None = None,
+    lengths=None,
 ):
     """`n` sequences of `num_steps` tokens, in one `tf.while_loop` over time (Gumbel-max).
 
@@ -288,6 +395,10 @@ def sample_tokens(
       batch_shape: int32 `batch`; batch_rank: its static length.
       temperature: None, or a tensor broadcasting against `batch + [n] + [V]` that
         divides the logits of every step before drawing.
+      eos: end token: after a sequence draws it, its later tokens are EOS (the network
+        step is skipped once every sequence has ended).
+      lengths: None or int32 broadcasting against `batch + [n]`: positions `>= lengths`
+        are padding (EOS with `eos`, else 0).
 
     Returns:
       int32 tokens `[n] + batch + [T]`.
@@ -319,23 +430,46 @@ def sample_tokens(
             gumbel = tf.split(gumbel, sizes, axis=batch_rank)[piece]
         return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
 
+    variable = eos is not None or lengths is not None
+
     def run(logits, state, piece):
         first = draw(logits, seeds[0], piece)
         tokens = tf.TensorArray(tf.int32, size=num_steps, element_shape=first.shape)
-        tokens = tokens.write(0, first)
+        if not variable:
+            tokens = tokens.write(0, first)
 
-        def body(t, token, state, tokens):
-            logits, state = step(token, state)
-            token = draw(logits, seeds[t], piece)
-            return t + 1, token, state, tokens.write(t, token)
+            def body(t, token, state, tokens):
+                logits, state = step(token, state)
+                token = draw(logits, seeds[t], piece)
+                return t + 1, token, state, tokens.write(t, token)
 
+            loop_vars = (tf.constant(1), first, state, tokens)
+        else:
+            first, done = finish_step(
+                first, tf.zeros_like(first, tf.bool), tf.constant(0), eos=eos, lengths=lengths
+            )
+            tokens = tokens.write(0, first)
+
+            def body(t, token, state, tokens, logits, done):
+                # Once every sequence has ended the rest is padding: skip the network.
+                logits, state = tf.cond(
+                    tf.reduce_all(done),
+                    lambda: (logits, state),
+                    lambda: step(token, state),
+                )
+                token, done = finish_step(
+                    draw(logits, seeds[t], piece), done, t, eos=eos, lengths=lengths
+                )
+                return t + 1, token, state, tokens.write(t, token), logits, done
+
+            loop_vars = (tf.constant(1), first, state, tokens, logits, done)
         if tf.is_tensor(num_steps) or num_steps > 1:
-            _, _, _, tokens = tf.while_loop(
+            tokens = tf.while_loop(
                 lambda t, *_: t < num_steps,
                 body,
-                (tf.constant(1), first, state, tokens),
+                loop_vars,
                 maximum_iterations=num_steps - 1,
-            )
+            )[3]
         return tokens.stack()  # :: [T] + batch + [n or the slice's rows]
 
     if sizes is None:

@@ -52,7 +52,7 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
     latent variable upstream in a joint distribution; gradients reach it.
 
     Shapes: event shape `[num_steps]`; batch shape is the broadcast of the leading
-    (batch) dims of `params`, of `prefix[..., :-1]` and of `temperature`.
+    (batch) dims of `params`, of `prefix[..., :-1]`, of `temperature` and of `lengths`.
     `sample(s)` has shape `s + batch_shape + [num_steps]`; `log_prob(x)` has shape
     `x.shape[:-1]` broadcast against `batch_shape`.
 
@@ -70,6 +70,17 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
       temperature: optional positive float, scalar or batched; Tensor or Variable.
       params: optional structure like `network.params` with optional leading batch
         dims (e.g. S posterior draws), used instead of the network's variables.
+      eos: optional end token id. The distribution is then over sequences that end
+        with their first EOS (scored) or reach `num_steps`; later positions are EOS
+        padding, not scored (a value with other tokens there has probability 0);
+        sampling pads with EOS after it and skips the network once all have ended.
+      lengths: optional ints `[...]` in `[0, num_steps]` (leading dims are batch dims):
+        only the first `lengths` positions are data. Without `eos` they are scored
+        (`p(x_1..x_L)`, the unpadded sequence's log-probability) and the padding is
+        never read; with `eos` the sequence is `x_1..x_L` then EOS. `log_prob` also
+        takes a `tf.RaggedTensor` or a list of sequences of different lengths, whose
+        row lengths act as `lengths`; with `eos` or `lengths` a value may be narrower
+        than `num_steps` (a bucketed batch).
       validate_args: check tokens (range, integer values, event length), prefix and
         temperature at run time.
       allow_nan_stats: TFP convention; unused by the methods implemented here.
@@ -95,6 +106,8 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         prefix=None,
         temperature=None,
         params=None,
+        eos: int | None = None,
+        lengths=None,
         validate_args: bool = False,
         allow_nan_stats: bool = True,
         name: str = "LSTMAutoregressive",
@@ -117,6 +130,7 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
             self._temperature = tensor_util.convert_nonref_to_tensor(
                 temperature, dtype=float_dtype, name="temperature"
             )
+            self._init_lengths(eos, lengths)
             self._init_distribution(parameters, validate_args, allow_nan_stats, name)
 
     # ----------------------------------------------------------------- properties
@@ -223,4 +237,6 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
             batch_shape=batch_shape,
             batch_rank=batch_rank,
             temperature=self._temperature_for(batch_shape, trailing=2),
+            eos=self._eos,
+            lengths=self._lengths_for(batch_shape, trailing=1),
         )

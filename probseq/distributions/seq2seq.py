@@ -79,6 +79,8 @@ class EncoderDecoder(_TokenSequenceDistribution):
       temperature: optional positive float (scalar or batched; Tensor or Variable).
       params: optional structure like `network.params` with optional leading batch dims
         (e.g. posterior draws), used instead of the network's variables.
+      eos, lengths: variable-length targets, as in `LSTMAutoregressive` (an end token;
+        per-example target lengths; ragged target values).
       validate_args: check target and source tokens (range, integer values, length) and
         the temperature at run time.
       allow_nan_stats: TFP convention; unused by the methods implemented here.
@@ -113,6 +115,8 @@ class EncoderDecoder(_TokenSequenceDistribution):
         *,
         temperature=None,
         params=None,
+        eos: int | None = None,
+        lengths=None,
         validate_args: bool = False,
         allow_nan_stats: bool = True,
         name: str = "EncoderDecoder",
@@ -129,6 +133,7 @@ class EncoderDecoder(_TokenSequenceDistribution):
             self._temperature = tensor_util.convert_nonref_to_tensor(
                 temperature, dtype=network.dtype, name="temperature"
             )
+            self._init_lengths(eos, lengths)
             self._init_distribution(parameters, validate_args, allow_nan_stats, name)
 
     # ----------------------------------------------------------------- properties
@@ -242,6 +247,8 @@ class EncoderDecoder(_TokenSequenceDistribution):
             seed=seed,
             batch_shape=tf.shape(start.logits)[:-1],
             batch_rank=batch_rank,
+            eos=self._eos,
+            lengths=self._lengths_for(tf.shape(start.logits)[:-1], trailing=1),
         )
 
 
