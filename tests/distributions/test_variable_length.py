@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from lstm_reference import all_sequences, perturbed_params, randomized_network
+from lstm_reference import all_sequences, perturbed_params
 
 import probseq
 from probseq.distributions import EncoderDecoder
@@ -76,7 +76,7 @@ def test_lengths_give_the_distribution_of_the_first_tokens(cell):
         # Every distinct prefix appears V**(T - L) times among ALL, padding ignored.
         total = np.exp(log_prob).sum() / V ** (T - length)
         assert total == pytest.approx(1.0, abs=1e-5)
-        if 0 < length:
+        if length > 0:
             short = probseq.LSTMAutoregressive(net, length).log_prob(ALL[:, :length])
             np.testing.assert_allclose(log_prob, short, rtol=1e-6, atol=1e-6)
 
