@@ -150,6 +150,11 @@ class _TokenSequenceDistribution(tfd.Distribution):
         raise NotImplementedError
 
     # --------------------------------------------------------------------------- shared
+    def _default_event_space_bijector(self):
+        """None: the events are discrete (as for `tfd.Categorical`), so there is no
+        unconstraining bijector; joint distributions then treat this part as discrete."""
+        return None
+
     @property
     def temperature(self):
         """Sampling temperature or None (meaning 1)."""

@@ -12,10 +12,13 @@ from probseq.evaluation.evaluate import evaluate
 from probseq.evaluation.metrics import bits_per_char, log_mean_exp, nats_to_bits, perplexity
 from probseq.evaluation.posterior import PosteriorEvaluation, posterior_predictive, weight_summaries
 from probseq.evaluation.result import EvaluationResult
+from probseq.evaluation.sequences import SequenceEvaluation, evaluate_sequences
 
 __all__ = [
     "stream_log_prob",
     "EvaluationResult",
+    "SequenceEvaluation",
+    "evaluate_sequences",
     "PosteriorEvaluation",
     "bits_per_char",
     "compare_models",

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 from lstm_reference import all_sequences, perturbed_params
 
 import probseq
@@ -253,3 +254,20 @@ def test_fit_map_on_ragged_batches():
     )
     after = float(tf.reduce_mean(dist.log_prob(tf.ragged.constant(ROWS))))
     assert after > before + 0.5
+
+
+def test_default_event_space_bijector_is_none_as_for_categorical():
+    """Discrete events have no unconstraining bijector (issue 12: it raised before), so a
+    joint distribution pinned at the text gets the bijector of its other parts."""
+    net = _net()
+    dist = probseq.LSTMAutoregressive(net, T, eos=EOS)
+    assert dist.experimental_default_event_space_bijector() is None
+    tfd = tfp.distributions
+    joint = tfd.JointDistributionNamed(
+        dict(
+            temperature=tfd.LogNormal(0.0, 1.0),
+            text=lambda temperature: probseq.LSTMAutoregressive(net, T, temperature=temperature),
+        )
+    )
+    bijector = joint.experimental_pin(text=[1, 2, 0]).experimental_default_event_space_bijector()
+    assert float(bijector.forward({"temperature": tf.constant(0.0)})["temperature"]) == 1.0
