@@ -234,7 +234,8 @@ def fit_map(
             strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None),
         )
 
-    compiled = tf.function(train_step, jit_compile=jit_compile or None)
+    # reduce_retracing: batches of varying width (bucketed sequences) share one trace.
+    compiled = tf.function(train_step, jit_compile=jit_compile or None, reduce_retracing=True)
     if isinstance(dataset, tf.data.Dataset) and num_replicas > 1:
         dataset = strategy.experimental_distribute_dataset(dataset)
     trace, evaluations, steps_run, stopped = run_steps(
