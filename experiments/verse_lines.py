@@ -227,8 +227,9 @@ def _machine() -> str:
 
 
 def _print_summary(results: dict, path: Path) -> None:
+    minutes = results["train_seconds_this_invocation"] / 60
     print(f"verse_lines on {results['corpus']}: {results['steps']} steps, "
-          f"{results['train_seconds_this_invocation'] / 60:.1f} min in this invocation")  # fmt: skip
+          f"{minutes:.1f} min in this invocation")  # fmt: skip
     print(f"held-out test, {results['num_test_lines']:,} lines: "
           f"{results['test_nll_nats_per_line']:.2f} nats/line, "
           f"{results['test_bits_per_char']:.4f} bits/char (the newline counted)")  # fmt: skip
