@@ -39,7 +39,10 @@ import platform
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if __name__ == "__main__":  # before TensorFlow is imported: no C++ log noise
+    from probseq.cli.quiet import quiet_tensorflow_logs
+
+    quiet_tensorflow_logs()
 
 import numpy as np
 import tensorflow as tf

@@ -20,9 +20,11 @@ budget (or of max_steps, if that comes first); the tutorial uses a constant 1e-3
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if __name__ == "__main__":  # before TensorFlow is imported: no C++ log noise
+    from probseq.cli.quiet import quiet_tensorflow_logs
+
+    quiet_tensorflow_logs()
 
 from probseq.cli.experiment import add_experiment_arguments, run_char_lm_experiment
 

@@ -18,9 +18,11 @@ the file by hand.
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if __name__ == "__main__":  # before TensorFlow is imported: no C++ log noise
+    from probseq.cli.quiet import quiet_tensorflow_logs
+
+    quiet_tensorflow_logs()
 
 from probseq.cli.experiment import add_experiment_arguments, run_char_lm_experiment
 

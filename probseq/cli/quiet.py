@@ -17,7 +17,7 @@ import re
 import sys
 import threading
 
-__all__ = ["StderrFilter", "is_tensorflow_log_line"]
+__all__ = ["StderrFilter", "is_tensorflow_log_line", "quiet_tensorflow_logs"]
 
 _LOG_LINE = re.compile(
     rb"^(?:[IWEF]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\]"  # absl: I0000 00:00:... x.cc:1]
@@ -91,3 +91,18 @@ class StderrFilter:
 def _write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data) :]
+
+
+def quiet_tensorflow_logs() -> StderrFilter | None:
+    """For an experiment script's entry point, before TensorFlow is imported: filter
+    TensorFlow's log lines from stderr for the rest of the process, unless the user asked
+    for logs (`TF_CPP_MIN_LOG_LEVEL` set to 0 or 1). Returns the filter (None if off)."""
+    import atexit
+
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") not in ("2", "3"):
+        return None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    stderr_filter = StderrFilter()
+    stderr_filter.start()
+    atexit.register(stderr_filter.stop)
+    return stderr_filter
