@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 _LAZY_NAMES = {
     "EncoderDecoder": "probseq.distributions",
     "LSTMAutoregressive": "probseq.distributions",
+    "RecurrentAutoregressive": "probseq.distributions",
+    "RealValuedNetwork": "probseq.nn",
     "beam_search": "probseq.distributions",
     "greedy_decode": "probseq.distributions",
     "LSTMNetwork": "probseq.nn",
@@ -34,10 +36,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from probseq.distributions import (  # noqa: F401
         EncoderDecoder,
         LSTMAutoregressive,
+        RecurrentAutoregressive,
         beam_search,
         greedy_decode,
     )
-    from probseq.nn import LSTMNetwork, Seq2SeqNetwork, set_cpu_threads  # noqa: F401
+    from probseq.nn import (  # noqa: F401
+        LSTMNetwork,
+        RealValuedNetwork,
+        Seq2SeqNetwork,
+        set_cpu_threads,
+    )
     from probseq.trained import TrainedModel, load  # noqa: F401
 
 

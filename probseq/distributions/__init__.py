@@ -1,7 +1,17 @@
 """TensorFlow Probability distributions built on `probseq.nn`."""
 
+from probseq.distributions import heads
 from probseq.distributions.decoding import beam_search, greedy_decode
 from probseq.distributions.lstm_autoregressive import LSTMAutoregressive
+from probseq.distributions.recurrent_autoregressive import RecurrentAutoregressive
 from probseq.distributions.seq2seq import DecoderStart, EncoderDecoder
 
-__all__ = ["DecoderStart", "EncoderDecoder", "LSTMAutoregressive", "beam_search", "greedy_decode"]
+__all__ = [
+    "DecoderStart",
+    "EncoderDecoder",
+    "LSTMAutoregressive",
+    "RecurrentAutoregressive",
+    "beam_search",
+    "greedy_decode",
+    "heads",
+]

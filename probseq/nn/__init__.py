@@ -16,6 +16,7 @@ from probseq.nn.cells import (
     network_cell,
     register_cell,
 )
+from probseq.nn.dense import dense_outputs, dense_step
 from probseq.nn.lstm import (
     LSTMState,
     gate_step,
@@ -27,7 +28,7 @@ from probseq.nn.lstm import (
     param_batch_ndims,
     sizes_of,
 )
-from probseq.nn.network import LSTMNetwork, Seq2SeqNetwork, init_lstm_params
+from probseq.nn.network import LSTMNetwork, RealValuedNetwork, Seq2SeqNetwork, init_lstm_params
 from probseq.nn.threads import parallel_chains, set_cpu_threads, usable_cpus
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "HiddenState",
     "LSTMNetwork",
     "LSTMState",
+    "RealValuedNetwork",
     "Seq2SeqNetwork",
     "cell_encode",
     "cell_hidden",
@@ -44,6 +46,8 @@ __all__ = [
     "cell_logits",
     "cell_start",
     "cell_step",
+    "dense_outputs",
+    "dense_step",
     "gate_step",
     "get_cell",
     "init_cell_params",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow_probability.python.internal import samplers
 
-from probseq.nn.cells import get_cell, init_cell_params, init_seed
+from probseq.nn.cells import INPUT_TABLE_SCALE, get_cell, init_cell_params, init_seed
 
-__all__ = ["LSTMNetwork", "Seq2SeqNetwork", "init_lstm_params"]
+__all__ = ["LSTMNetwork", "RealValuedNetwork", "Seq2SeqNetwork", "init_lstm_params"]
 
 
 def init_lstm_params(
@@ -212,4 +212,72 @@ class Seq2SeqNetwork(tf.Module):
             f"Seq2SeqNetwork(source_vocab_size={self.source_vocab_size}, "
             f"target_vocab_size={self.target_vocab_size}, hidden_size={self.hidden_size}, "
             f"num_layers={self.num_layers}, cell={self.cell!r})"
+        )
+
+
+class RealValuedNetwork(tf.Module):
+    """Recurrent stack over real-valued inputs with a head of `output_size` parameters.
+
+    The input encoder is a dense projection (`x W_in + b`, one GEMM over all steps) of
+    `input_size` features per step, then `num_layers` recurrent layers of `cell`, then
+    a projection to `output_size` numbers: the parameters of an emission head
+    (`probseq.distributions.heads`). Params layout: `probseq.nn.dense`.
+
+    Args:
+      input_size: features read per step `D` (1 for a scalar series).
+      hidden_size: units per layer `H`.
+      num_layers: stacked layers.
+      output_size: numbers per step for the head (`head.num_params`).
+      cell: `"lstm"`, `"gru"`, `"rnn"`, a registered name or a `Cell`.
+      seed: initialization seed (an int `s` means `(s, 0)`).
+      dtype: float dtype of the variables.
+
+    Init: Glorot-uniform input and output kernels, orthogonal recurrent kernels, zero
+    biases (as for tokens, without the token table's 4x scale).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        output_size: int = 2,
+        *,
+        cell: str = "lstm",
+        seed=None,
+        dtype=tf.float32,
+        name: str | None = None,
+    ):
+        super().__init__(name=name or "RealValuedNetwork")
+        self.input_size = _check_positive_int("input_size", input_size)
+        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
+        self.num_layers = _check_positive_int("num_layers", num_layers)
+        self.output_size = _check_positive_int("output_size", output_size)
+        self.dtype = tf.as_dtype(dtype)
+        self.cell_type = get_cell(cell)
+        self.cell = self.cell_type.name
+        init = init_cell_params(
+            input_size,
+            hidden_size,
+            num_layers,
+            cell=self.cell_type,
+            output_size=output_size,
+            seed=seed,
+            dtype=self.dtype,
+        )
+        init["layer_0"]["input_kernel"] = init["layer_0"]["input_kernel"] / INPUT_TABLE_SCALE
+        with self.name_scope:
+            self.params = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=True), init)
+        self.is_frozen = False
+
+    def frozen(self) -> RealValuedNetwork:
+        """A copy with the current weights as constants (see `LSTMNetwork.frozen`)."""
+        return _frozen_copy(self, ("input_size", "hidden_size", "num_layers", "output_size"))
+
+    def __repr__(self) -> str:
+        frozen = ", frozen" if self.is_frozen else ""
+        return (
+            f"RealValuedNetwork(input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"num_layers={self.num_layers}, output_size={self.output_size}, "
+            f"cell={self.cell!r}{frozen})"
         )

@@ -1,0 +1,186 @@
+"""Emission heads: each step's network output -> a TFP distribution for `x_t`.
+
+A head says how many numbers it reads per step (`num_params`), maps them to one of
+TFP's own distributions (so TFP does the math: log-densities, sampling, moments), and
+how a value is fed back as the next step's input (`features`). Adding a family is one
+small class (GluonTS's "distribution output" idea).
+
+| head | distribution of `x_t` | parameters read |
+|---|---|---|
+| `Normal()` | `tfd.Normal(loc, softplus(s) + min_scale)` | 2 |
+| `StudentT()` | `tfd.StudentT(2 + softplus(d), loc, softplus(s) + min_scale)` | 3 |
+| `Mixture(K, "normal" \\| "logistic")` | `tfd.MixtureSameFamily` of `K` components | 3K |
+| `Bernoulli()` | `tfd.Bernoulli(logits)` (int32 0/1) | 1 |
+| `Poisson()` | `tfd.Poisson(log_rate)` (float counts) | 1 |
+| `NegativeBinomial()` | `tfd.NegativeBinomial(softplus(c) + min_scale, logits)` | 2 |
+
+With `event_size=D` a head is over vectors `[D]` (`tfd.Independent` over `D`
+independent coordinates, parameters `num_params * D`); the default is a scalar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+__all__ = [
+    "Bernoulli",
+    "EmissionHead",
+    "Mixture",
+    "NegativeBinomial",
+    "Normal",
+    "Poisson",
+    "StudentT",
+]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EmissionHead:
+    """Base class: subclasses set `name`, `params_per_coordinate`, `dtype` and implement
+    `_scalar_distribution(raw)` for `raw :: [..., params_per_coordinate]`.
+
+    Attributes:
+      event_size: None for scalar values, `D` for vectors `[D]`.
+      min_scale: added to every softplus-constrained scale (numerical floor).
+    """
+
+    event_size: int | None = None
+    min_scale: float = 1e-4
+
+    name = "head"
+    params_per_coordinate = 1
+    dtype = tf.float32
+    reparameterized = False
+
+    def __post_init__(self):
+        if self.event_size is not None and (
+            isinstance(self.event_size, bool) or not isinstance(self.event_size, int)
+            or self.event_size < 1
+        ):  # fmt: skip
+            raise ValueError(f"event_size must be None or an int >= 1, got {self.event_size!r}.")
+
+    @property
+    def num_params(self) -> int:
+        """Numbers read per step: `params_per_coordinate * (event_size or 1)`."""
+        return self.params_per_coordinate * (self.event_size or 1)
+
+    @property
+    def input_size(self) -> int:
+        """Features a value gives as the next step's input."""
+        return self.event_size or 1
+
+    @property
+    def event_shape(self) -> list[int]:
+        return [] if self.event_size is None else [self.event_size]
+
+    def distribution(self, raw: tf.Tensor) -> tfd.Distribution:
+        """The distribution of `x_t` from the network output `raw :: [..., num_params]`:
+        batch shape `raw.shape[:-1]`, event shape `event_shape`."""
+        if self.event_size is None:
+            return self._scalar_distribution(raw)
+        shape = tf.concat([tf.shape(raw)[:-1], [self.event_size, self.params_per_coordinate]], 0)
+        return tfd.Independent(self._scalar_distribution(tf.reshape(raw, shape)), 1)
+
+    def features(self, x: tf.Tensor, float_dtype) -> tf.Tensor:
+        """A value `[...] + event_shape` as the next input `[..., input_size]`."""
+        x = tf.cast(x, float_dtype)
+        return x[..., None] if self.event_size is None else x
+
+    def _scale(self, raw):
+        return tf.math.softplus(raw) + tf.cast(self.min_scale, raw.dtype)
+
+    def _scalar_distribution(self, raw):
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Normal(EmissionHead):
+    """`Normal(loc, scale)`; reparameterized."""
+
+    name = "normal"
+    params_per_coordinate = 2
+    reparameterized = True
+
+    def _scalar_distribution(self, raw):
+        return tfd.Normal(raw[..., 0], self._scale(raw[..., 1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentT(EmissionHead):
+    """`StudentT(df > 2, loc, scale)` (finite variance); reparameterized."""
+
+    name = "student_t"
+    params_per_coordinate = 3
+    reparameterized = True
+
+    def _scalar_distribution(self, raw):
+        df = 2.0 + tf.math.softplus(raw[..., 0])
+        return tfd.StudentT(df, raw[..., 1], self._scale(raw[..., 2]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Mixture(EmissionHead):
+    """A `num_components`-component mixture of Normal or Logistic distributions."""
+
+    num_components: int = 3
+    family: str = "normal"
+    name = "mixture"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.family not in ("normal", "logistic"):
+            raise ValueError(f"family must be 'normal' or 'logistic', got {self.family!r}.")
+        if not isinstance(self.num_components, int) or self.num_components < 1:
+            raise ValueError(f"num_components must be an int >= 1, got {self.num_components!r}.")
+
+    @property
+    def params_per_coordinate(self) -> int:  # type: ignore[override]
+        return 3 * self.num_components
+
+    def _scalar_distribution(self, raw):
+        k = self.num_components
+        logits, loc, scale = raw[..., :k], raw[..., k : 2 * k], self._scale(raw[..., 2 * k :])
+        component = tfd.Normal if self.family == "normal" else tfd.Logistic
+        return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), component(loc, scale))
+
+
+@dataclasses.dataclass(frozen=True)
+class Bernoulli(EmissionHead):
+    """`Bernoulli(logits)` over int32 0/1."""
+
+    name = "bernoulli"
+    dtype = tf.int32
+
+    def _scalar_distribution(self, raw):
+        return tfd.Bernoulli(logits=raw[..., 0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Poisson(EmissionHead):
+    """`Poisson(rate = exp(raw))` over non-negative counts (float values)."""
+
+    name = "poisson"
+
+    def _scalar_distribution(self, raw):
+        return tfd.Poisson(log_rate=raw[..., 0])
+
+    def features(self, x, float_dtype):
+        return super().features(tf.math.log1p(tf.cast(x, float_dtype)), float_dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class NegativeBinomial(EmissionHead):
+    """`NegativeBinomial(total_count, logits)` over counts (overdispersed Poisson)."""
+
+    name = "negative_binomial"
+    params_per_coordinate = 2
+
+    def _scalar_distribution(self, raw):
+        return tfd.NegativeBinomial(total_count=self._scale(raw[..., 0]), logits=raw[..., 1])
+
+    def features(self, x, float_dtype):
+        return super().features(tf.math.log1p(tf.cast(x, float_dtype)), float_dtype)

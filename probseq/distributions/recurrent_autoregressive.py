@@ -1,0 +1,324 @@
+"""`RecurrentAutoregressive`: a sequence distribution generic over emission heads.
+
+`p(x_1..x_T) = prod_t head(network_t(x_<t)).prob(x_t)`: a recurrent network reads the
+previous value (a zero input at the first step) and its output parameterizes a TFP
+distribution for the next one (`probseq.distributions.heads`: Normal, StudentT, mixtures,
+Bernoulli, Poisson, NegativeBinomial). Real-valued series and vectors, binary and count
+sequences. Token sequences keep their specialized class, `LSTMAutoregressive` (a gather
+for the input, a Gumbel-max sampler, `eos`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import parameter_properties, reparameterization
+
+from probseq.distributions._sequence import check_num_steps, check_params
+from probseq.distributions.heads import EmissionHead
+from probseq.nn.cells import cell_initial_state, network_cell
+from probseq.nn.dense import dense_outputs, dense_step
+
+tfd = tfp.distributions
+
+__all__ = ["RecurrentAutoregressive"]
+
+
+class RecurrentAutoregressive(tfd.Distribution):
+    """Autoregressive distribution over `num_steps` values with recurrent conditionals.
+
+    #### Mathematical details
+
+    ```none
+    h_t = cell(h_{t-1}, features(x_{t-1}))       (h_0 = 0, features(x_0) = 0: no input)
+    log p(x) = sum_{t=1}^{T} log head(W h_t + b).prob(x_t)
+    ```
+
+    With `lengths`, only `x_1..x_L` are scored: a padded batch scores exactly like the
+    unpadded sequences, and the padding is never read (it is replaced by zeros).
+
+    Shapes: event shape `[num_steps] + head.event_shape`; batch shape is the broadcast of
+    the params' leading dims and of `lengths`. `sample(s)` has shape `s + batch + event`.
+
+    Args:
+      network: a `probseq.nn.RealValuedNetwork` with `input_size == head.input_size` and
+        `output_size == head.num_params`.
+      num_steps: Python int `T >= 1`.
+      head: an `EmissionHead` (e.g. `probseq.distributions.heads.Normal()`).
+      lengths: optional ints in `[0, T]` with batch dims.
+      params: optional structure like `network.params` with leading batch dims (e.g.
+        posterior draws).
+      validate_args, allow_nan_stats, name: TFP conventions.
+
+    #### Examples
+
+    ```python
+    from probseq.distributions import heads
+    net = probseq.nn.RealValuedNetwork(1, 16, output_size=heads.Normal().num_params, seed=1)
+    series = probseq.distributions.RecurrentAutoregressive(net, 24, heads.Normal())
+    x = series.sample(3, seed=(1, 2))   # ==> float32 [3, 24]
+    series.log_prob(x)                  # ==> float32 [3]
+    ```
+    """
+
+    def __init__(
+        self,
+        network,
+        num_steps: int,
+        head: EmissionHead,
+        *,
+        lengths=None,
+        params=None,
+        validate_args: bool = False,
+        allow_nan_stats: bool = True,
+        name: str = "RecurrentAutoregressive",
+    ):
+        parameters = dict(locals())
+        num_steps = check_num_steps(num_steps, "num_steps")
+        if not isinstance(head, EmissionHead):
+            raise TypeError(f"head must be an EmissionHead, got {type(head).__name__}.")
+        if network.input_size != head.input_size or network.output_size != head.num_params:
+            raise ValueError(
+                f"{head!r} reads {head.num_params} parameters and gives {head.input_size} "
+                f"input features per step; the network has output_size="
+                f"{network.output_size} and input_size={network.input_size}."
+            )
+        with tf.name_scope(name) as name:
+            self._network = network
+            self._num_steps = num_steps
+            self._head = head
+            self._cell = network_cell(network)
+            self._params = (
+                None if params is None else check_params(network, params, name_leaves=True)
+            )
+            self._lengths = (
+                None
+                if lengths is None
+                else tf.cast(tf.convert_to_tensor(lengths, dtype_hint=tf.int32), tf.int32)
+            )
+            super().__init__(
+                dtype=head.dtype,
+                reparameterization_type=(
+                    reparameterization.FULLY_REPARAMETERIZED
+                    if head.reparameterized and lengths is None
+                    else reparameterization.NOT_REPARAMETERIZED
+                ),
+                validate_args=validate_args,
+                allow_nan_stats=allow_nan_stats,
+                parameters=parameters,
+                name=name,
+            )
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        not_implemented = parameter_properties.BIJECTOR_NOT_IMPLEMENTED
+        return dict(
+            lengths=parameter_properties.ParameterProperties(
+                default_constraining_bijector_fn=not_implemented, is_preferred=False
+            ),
+            params=parameter_properties.ParameterProperties(
+                event_ndims=lambda self: tf.nest.map_structure(
+                    lambda p: p.shape.rank, self._network.params
+                ),
+                default_constraining_bijector_fn=not_implemented,
+            ),
+        )
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def network(self):
+        return self._network
+
+    @property
+    def head(self) -> EmissionHead:
+        return self._head
+
+    @property
+    def num_steps(self) -> int:
+        return self._num_steps
+
+    @property
+    def lengths(self):
+        return self._lengths
+
+    @property
+    def params(self) -> dict:
+        return self._network.params if self._params is None else self._params
+
+    def _event_shape(self):
+        return tf.TensorShape([self._num_steps, *self._head.event_shape])
+
+    def _event_shape_tensor(self):
+        return tf.constant([self._num_steps, *self._head.event_shape], tf.int32)
+
+    def _param_batch_shape(self):
+        return self.params["output"]["bias"].shape[:-1]
+
+    def _batch_shape(self):
+        shape = self._param_batch_shape()
+        if self._lengths is not None:
+            shape = tf.broadcast_static_shape(shape, self._lengths.shape)
+        return shape
+
+    def _batch_shape_tensor(self):
+        shape = tf.shape(self.params["output"]["bias"])[:-1]
+        if self._lengths is not None:
+            shape = tf.broadcast_dynamic_shape(shape, tf.shape(self._lengths))
+        return shape
+
+    def _default_event_space_bijector(self):
+        if self._head.dtype.is_integer or self._head.name in ("poisson", "negative_binomial"):
+            return None  # discrete values
+        return tfp.bijectors.Identity()
+
+    # ----------------------------------------------------------------- internals
+    def _batch_rank(self) -> int:
+        rank = self.batch_shape.rank
+        if rank is None:
+            raise ValueError(f"{self.name} needs a batch shape of known rank.")
+        return rank
+
+    def _broadcast_params(self, batch_shape) -> dict:
+        params = tf.nest.map_structure(tf.convert_to_tensor, self.params)
+        k = self._param_batch_shape().rank
+        if k == 0 or self._param_batch_shape() == self.batch_shape:
+            return params
+        return tf.nest.map_structure(
+            lambda p: tf.broadcast_to(p, tf.concat([batch_shape, tf.shape(p)[k:]], 0)), params
+        )
+
+    def _float(self):
+        return self._network.dtype
+
+    # ------------------------------------------------------------------ log_prob
+    def _call_log_prob(self, value, name, **kwargs):
+        self._check_value_dtype(value)
+        return super()._call_log_prob(value, name, **kwargs)
+
+    def _call_prob(self, value, name, **kwargs):
+        self._check_value_dtype(value)
+        return super()._call_prob(value, name, **kwargs)
+
+    def _check_value_dtype(self, value) -> None:
+        """Before TFP casts the value to the head's dtype: floats are never truncated to
+        the integers of a Bernoulli head."""
+        dtype = getattr(value, "dtype", None)
+        if dtype is None and isinstance(value, (list, tuple)):
+            dtype = np.asarray(value).dtype
+        if dtype is None or not self.dtype.is_integer:
+            return
+        if tf.as_dtype(dtype).is_floating:
+            raise TypeError(
+                f"{self.name}: a {self._head.name} head takes integer values, got dtype "
+                f"{tf.as_dtype(dtype).name}; cast 0/1 values with tf.cast(x, tf.int32)."
+            )
+
+    def _log_prob(self, x):
+        event_rank = 1 + len(self._head.event_shape)
+        x = tf.convert_to_tensor(x, dtype_hint=self.dtype)
+        self._check_event_shape(x, event_rank)
+        x = tf.cast(x, self.dtype)
+        batch_shape = self.batch_shape_tensor()
+        batch_rank = self._batch_rank()
+        value_batch = tf.broadcast_dynamic_shape(tf.shape(x)[:-event_rank], batch_shape)
+        x = tf.broadcast_to(x, tf.concat([value_batch, self.event_shape_tensor()], 0))
+        rank = x.shape.rank
+        sample_rank = rank - event_rank - batch_rank
+        to_batch_first = (
+            list(range(sample_rank, sample_rank + batch_rank))
+            + list(range(sample_rank))
+            + list(range(rank - event_rank, rank))
+        )
+        x = tf.transpose(x, to_batch_first)  # :: batch + sample + [T] + event
+        lead = tf.shape(x)[: rank - event_rank]
+        mask = None
+        if self._lengths is not None:
+            lengths = tf.broadcast_to(self._lengths, batch_shape)
+            lengths = tf.reshape(
+                lengths, tf.concat([batch_shape, tf.ones([sample_rank], tf.int32)], 0)
+            )
+            mask = tf.range(self._num_steps) < lengths[..., None]  # :: batch + [1]*s + [T]
+            mask = tf.broadcast_to(mask, tf.concat([lead, [self._num_steps]], 0))
+            zero = tf.zeros_like(x)
+            ones = tf.ones([event_rank - 1], tf.int32)
+            shaped = tf.reshape(mask, tf.concat([tf.shape(mask), ones], 0))
+            x = tf.where(shaped, x, zero)  # padding is never read
+        features = self._head.features(x, self._float())  # :: lead + [T, D]
+        inputs = tf.concat([tf.zeros_like(features[..., :1, :]), features[..., :-1, :]], axis=-2)
+        params = self._broadcast_params(batch_shape)  # leading dims: [] or batch
+        state = cell_initial_state(params, lead, cell=self._cell)  # :: lead + [H]
+        outputs, _ = dense_outputs(params, inputs, state, cell=self._cell)  # :: lead + [T, P]
+        log_prob = self._head.distribution(outputs).log_prob(x)  # :: lead + [T]
+        if mask is not None:
+            log_prob = tf.where(mask, log_prob, tf.zeros_like(log_prob))
+        log_prob = tf.reduce_sum(log_prob, axis=-1)  # :: batch + sample
+        back = list(range(batch_rank, batch_rank + sample_rank)) + list(range(batch_rank))
+        return tf.transpose(log_prob, back)
+
+    def _check_event_shape(self, x, event_rank: int) -> None:
+        if x.dtype.is_bool:
+            raise TypeError(f"{self.name}: values must be numbers, got dtype bool.")
+        if self.dtype.is_integer and x.dtype.is_floating:
+            raise TypeError(
+                f"{self.name}: a {self._head.name} head takes integer values, got dtype "
+                f"{x.dtype.name}."
+            )
+        want = self.event_shape.as_list()
+        if x.shape.rank is None:
+            return
+        have = x.shape.as_list()[-event_rank:]
+        wrong = any(h is not None and h != w for h, w in zip(have, want, strict=False))
+        if x.shape.rank < event_rank or wrong:
+            raise ValueError(
+                f"{self.name}: values must have shape [..., {', '.join(map(str, want))}] "
+                f"(num_steps={self._num_steps}), got {x.shape.as_list()}."
+            )
+
+    # ------------------------------------------------------------------- sampling
+    def _sample_n(self, n, seed=None):
+        seed = tfp.random.sanitize_seed(seed)
+        batch_shape = self.batch_shape_tensor()
+        params = self._broadcast_params(batch_shape)
+        lead = tf.concat([batch_shape, [n]], 0)  # the layout of the loop: batch + [n]
+        state = cell_initial_state(params, lead, cell=self._cell)
+        seeds = tfp.random.split_seed(seed, n=tf.constant(self._num_steps))  # :: [T, 2]
+        lengths = None
+        if self._lengths is not None:
+            lengths = tf.broadcast_to(self._lengths, batch_shape)
+            lengths = tf.reshape(lengths, tf.concat([batch_shape, [1]], 0))  # :: batch + [1]
+
+        def draw(outputs, t):
+            value = self._head.distribution(outputs).sample(seed=seeds[t])  # :: lead + event
+            if lengths is not None:
+                past = t >= lengths
+                ones = tf.ones([len(self._head.event_shape)], tf.int32)
+                past = tf.reshape(past, tf.concat([tf.shape(past), ones], 0))
+                value = tf.where(past, tf.zeros_like(value), value)
+            return value
+
+        outputs, state = dense_step(params, None, state, cell=self._cell)
+        first = draw(outputs, 0)
+        values = tf.TensorArray(self.dtype, size=self._num_steps, element_shape=first.shape)
+        values = values.write(0, first)
+
+        def body(t, value, state, values):
+            outputs, state = dense_step(
+                params, self._head.features(value, self._float()), state, cell=self._cell
+            )
+            value = draw(outputs, t)
+            return t + 1, value, state, values.write(t, value)
+
+        if self._num_steps > 1:
+            _, _, _, values = tf.while_loop(
+                lambda t, *_: t < self._num_steps,
+                body,
+                (tf.constant(1), first, state, values),
+                maximum_iterations=self._num_steps - 1,
+            )
+        stacked = values.stack()  # :: [T] + batch + [n] + event
+        batch_rank = self._batch_rank()
+        event_rank = len(self._head.event_shape)
+        rank = stacked.shape.rank
+        perm = [batch_rank + 1, *range(1, batch_rank + 1), 0, *range(rank - event_rank, rank)]
+        return tf.transpose(stacked, perm)  # :: [n] + batch + [T] + event
