@@ -11,6 +11,7 @@ constructor arguments.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -24,9 +25,25 @@ from tensorflow_probability.python.internal import (
 )
 
 from probseq.distributions._lengths import canonical_tokens, dense_and_lengths, finish_step
-from probseq.nn.cells import cell_logits, slice_sizes, split_rows
+from probseq.nn.cells import cell_logits, cell_step, slice_sizes, split_rows
 
 tfd = tfp.distributions
+
+
+class DecoderStart(NamedTuple):
+    """The decoder before its first generated token, for decoding algorithms (greedy,
+    beam search).
+
+    Attributes:
+      logits: `batch + [V]`, temperature-scaled logits of the first generated token.
+      state: the recurrent state after the step that gave them, per layer, `batch + [H]`.
+      step: `(token :: batch + rest, state) -> (logits :: batch + rest + [V], state)`,
+        one decoder step (temperature applied), state tensors `batch + rest + [H]`.
+    """
+
+    logits: tf.Tensor
+    state: tuple
+    step: Callable
 
 
 class _TokenSequenceDistribution(tfd.Distribution):
@@ -223,6 +240,32 @@ class _TokenSequenceDistribution(tfd.Distribution):
             [tf.ones([leading], tf.int32), batch_shape, tf.ones([trailing], tf.int32)], 0
         )
         return tf.reshape(temperature, shape)
+
+    def decoder_start(self) -> DecoderStart:
+        """The first-token logits after the prefix or source, and a step function.
+
+        For decoding algorithms (`probseq.distributions.greedy_decode`, `beam_search`):
+        everything is broadcast to the batch shape, and the temperature is applied to the
+        logits, so that sums of `log_softmax(logits)[token]` along a path equal
+        `log_prob` of the path.
+        """
+        batch_shape = self.batch_shape_tensor()
+        params = self._broadcast_params(batch_shape)
+        logits, state = self._start(params, batch_shape)
+        temperature0 = self._temperature_for(batch_shape, trailing=1)
+        if temperature0 is not None:
+            logits = logits / temperature0
+        decoder = self._decoder_params(params)
+
+        def step(token, state):
+            logits, state = cell_step(decoder, token, state, cell=self._cell)
+            rest = token.shape.rank - self._batch_rank()
+            temperature = self._temperature_for(batch_shape, trailing=rest + 1)
+            if temperature is not None:
+                logits = logits / temperature
+            return logits, state
+
+        return DecoderStart(logits, state, step)
 
     # ------------------------------------------------------------------------- log_prob
     def _log_prob(self, x, value_lengths=None):

@@ -1,8 +1,14 @@
-"""Greedy (argmax) decoding and beam search on an `EncoderDecoder`.
+"""Greedy (argmax) decoding and beam search on `LSTMAutoregressive` and `EncoderDecoder`.
 
-Both run in one `tf.while_loop` over target steps on top of
-`EncoderDecoder.decoder_start()` (the encoded source and a decoder step function), so they
-work under `tf.function` and `jit_compile=True`, with batched sources and batched params.
+Both run in one `tf.while_loop` over steps on top of `dist.decoder_start()` (the state
+after the prefix or the encoded source, and a step function), so they work under
+`tf.function` and `jit_compile=True`, with batched prefixes / sources and batched params.
+
+With an end token (`eos=`), a hypothesis that has emitted EOS is finished: it is only
+extended by EOS at no cost, so finished and unfinished hypotheses compete on their exact
+log-probabilities (`dist.log_prob` of the EOS-padded sequence); `length_penalty=a`
+ranks the final beams by `log_prob / length**a` instead (Wu et al., 2016, without their
+constant), which favours longer sequences for `a > 0`.
 
 #### Beam search
 
@@ -19,20 +25,24 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from probseq.distributions._sequence import _TokenSequenceDistribution
 from probseq.distributions.seq2seq import EncoderDecoder
 
 __all__ = ["beam_search", "greedy_decode"]
 
 
-def _as_distribution(dist_or_network, source, target_steps) -> EncoderDecoder:
-    if isinstance(dist_or_network, EncoderDecoder):
+def _as_distribution(dist_or_network, source, target_steps) -> _TokenSequenceDistribution:
+    if isinstance(dist_or_network, _TokenSequenceDistribution):
         if source is not None or target_steps is not None:
             raise ValueError(
-                "pass source and target_steps only with a network, not with an EncoderDecoder."
+                "pass source and target_steps only with a network, not with a distribution."
             )
         return dist_or_network
     if source is None or target_steps is None:
-        raise ValueError("decoding a network needs source and target_steps.")
+        raise ValueError(
+            "decoding a Seq2SeqNetwork needs source and target_steps (or pass an "
+            "LSTMAutoregressive / EncoderDecoder)."
+        )
     return EncoderDecoder(dist_or_network, source, target_steps)
 
 
@@ -40,14 +50,14 @@ def greedy_decode(dist_or_network, source=None, target_steps: int | None = None)
     """Greedy decoding: at every step take the most probable next token.
 
     Args:
-      dist_or_network: an `EncoderDecoder`, or a `Seq2SeqNetwork` (then pass `source`
-        and `target_steps`).
+      dist_or_network: an `LSTMAutoregressive` or `EncoderDecoder`, or a
+        `Seq2SeqNetwork` (then pass `source` and `target_steps`).
       source: int `[..., S]` source tokens (with a network only).
       target_steps: `T` (with a network only).
 
     Returns:
-      int32 tokens `batch_shape + [T]` (`batch_shape` of the distribution; for a network,
-      `source.shape[:-1]`).
+      int32 tokens `batch_shape + [T]`, EOS-padded after the first EOS with `eos`
+      (`batch_shape` of the distribution; for a network, `source.shape[:-1]`).
 
     #### Examples
 
@@ -56,7 +66,8 @@ def greedy_decode(dist_or_network, source=None, target_steps: int | None = None)
     ```
     """
     dist = _as_distribution(dist_or_network, source, target_steps)
-    num_steps = dist.target_steps
+    num_steps = dist.num_steps
+    eos = dist.eos
     start = dist.decoder_start()
     first = tf.argmax(start.logits, axis=-1, output_type=tf.int32)  # :: batch
     tokens = tf.TensorArray(tf.int32, size=num_steps, element_shape=first.shape)
@@ -64,8 +75,10 @@ def greedy_decode(dist_or_network, source=None, target_steps: int | None = None)
 
     def body(t, token, state, tokens):
         logits, state = start.step(token, state)
-        token = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return t + 1, token, state, tokens.write(t, token)
+        new = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        if eos is not None:  # after EOS: EOS padding
+            new = tf.where(tf.equal(token, eos), tf.cast(eos, tf.int32), new)
+        return t + 1, new, state, tokens.write(t, new)
 
     if num_steps > 1:
         _, _, _, tokens = tf.while_loop(
@@ -85,21 +98,25 @@ def beam_search(
     target_steps: int | None = None,
     *,
     beam_width: int,
+    length_penalty: float = 0.0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Beam search for the most probable target sequences.
 
     Args:
-      dist_or_network: an `EncoderDecoder`, or a `Seq2SeqNetwork` (then pass `source`
-        and `target_steps`).
+      dist_or_network: an `LSTMAutoregressive` or `EncoderDecoder`, or a
+        `Seq2SeqNetwork` (then pass `source` and `target_steps`).
       source: int `[..., S]` source tokens (with a network only).
       target_steps: `T` (with a network only).
       beam_width: `K >= 1`, the number of hypotheses kept per step.
+      length_penalty: `a >= 0`; with `a > 0` (and an `eos`) the returned beams are
+        sorted by `log_prob / length**a`, the length counting the EOS.
 
     Returns:
       `(tokens, log_probs)`: int32 `batch_shape + [K, T]` and float `batch_shape + [K]`,
-      sorted best-first; `log_probs[..., k] == dist.log_prob(tokens[..., k, :])` (up to
-      float rounding). When `K` exceeds the number `V**T` of distinct sequences, the
-      surplus entries have log-probability `-inf` (and arbitrary tokens).
+      sorted best-first (by the length-penalized score when `length_penalty > 0`);
+      `log_probs[..., k] == dist.log_prob(tokens[..., k, :])` (up to float rounding).
+      When `K` exceeds the number of distinct sequences, the surplus entries have
+      log-probability `-inf` (and arbitrary tokens).
 
     #### Examples
 
@@ -109,8 +126,11 @@ def beam_search(
     """
     if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
         raise ValueError(f"beam_width must be a positive Python int, got {beam_width!r}.")
+    if not length_penalty >= 0:
+        raise ValueError(f"length_penalty must be >= 0, got {length_penalty!r}.")
     dist = _as_distribution(dist_or_network, source, target_steps)
-    num_steps = dist.target_steps
+    num_steps = dist.num_steps
+    eos = dist.eos
     batch_rank = dist.batch_shape.rank
     if batch_rank is None:
         raise ValueError("beam_search needs a batch shape of known rank.")
@@ -120,9 +140,13 @@ def beam_search(
     vocab = tf.shape(start.logits)[-1]
     dtype = start.logits.dtype
 
-    def expand(scores, logits):
+    def expand(scores, logits, done=None):
         """Best `K` one-token extensions: `scores :: batch + [K]`, `logits :: + [V]`."""
-        candidates = scores[..., None] + tf.nn.log_softmax(logits)  # :: batch + [K, V]
+        log_probs = tf.nn.log_softmax(logits)
+        if done is not None:  # a finished hypothesis continues with EOS only, at no cost
+            only_eos = tf.where(tf.range(vocab) == eos, 0.0, -_inf(dtype))
+            log_probs = tf.where(done[..., None], only_eos, log_probs)
+        candidates = scores[..., None] + log_probs  # :: batch + [K, V]
         flat = tf.reshape(candidates, tf.concat([batch_shape, [-1]], 0))  # :: batch + [K*V]
         best, index = tf.math.top_k(flat, k=width)  # sorted descending; K <= K*V always
         return best, index // vocab, index % vocab  # parent beam, token
@@ -151,23 +175,32 @@ def beam_search(
     scores, parent, token = expand(scores, logits)
     history = tf.one_hot(0, num_steps, dtype=tf.int32) * token[..., None]  # :: batch + [K, T]
     state = tf.nest.map_structure(lambda s: reorder(s, parent), state)
+    finished = tf.zeros_like(token, tf.bool) if eos is None else tf.equal(token, eos)
 
-    def body(t, scores, token, state, history):
+    def body(t, scores, token, state, history, finished):
         logits, state = start.step(token, state)  # :: batch + [K, V]
-        scores, parent, token = expand(scores, logits)
+        scores, parent, token = expand(scores, logits, None if eos is None else finished)
         state = tf.nest.map_structure(lambda s: reorder(s, parent), state)
         history = (
             reorder(history, parent) + tf.one_hot(t, num_steps, dtype=tf.int32) * (token[..., None])
         )
-        return t + 1, scores, token, state, history
+        if eos is not None:
+            finished = tf.logical_or(reorder(finished, parent), tf.equal(token, eos))
+        return t + 1, scores, token, state, history, finished
 
     if num_steps > 1:
-        _, scores, _, _, history = tf.while_loop(
+        _, scores, _, _, history, _ = tf.while_loop(
             lambda t, *_: t < num_steps,
             body,
-            (tf.constant(1), scores, token, state, history),
+            (tf.constant(1), scores, token, state, history, finished),
             maximum_iterations=num_steps - 1,
         )
+    if length_penalty and eos is not None:
+        is_eos = tf.equal(history, eos)
+        first = tf.reduce_min(tf.where(is_eos, tf.range(num_steps), num_steps), axis=-1)
+        lengths = tf.cast(tf.minimum(first + 1, num_steps), dtype)  # :: batch + [K]
+        _, order = tf.math.top_k(scores / lengths**length_penalty, k=width)
+        scores, history = reorder(scores, order), reorder(history, order)
     return history, scores
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
-
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
@@ -14,6 +11,7 @@ from tensorflow_probability.python.internal import (
 )
 
 from probseq.distributions._sequence import (
+    DecoderStart,
     _TokenSequenceDistribution,
     check_num_steps,
     check_params,
@@ -26,21 +24,6 @@ from probseq.nn.cells import cell_encode, cell_initial_state, cell_step, network
 tfd = tfp.distributions
 
 __all__ = ["DecoderStart", "EncoderDecoder"]
-
-
-class DecoderStart(NamedTuple):
-    """The decoder after reading the source, for decoding algorithms (greedy, beam search).
-
-    Attributes:
-      logits: `batch + [V]`, temperature-scaled logits of the first target token.
-      state: decoder state after its first step, per layer, tensors `batch + [H]`.
-      step: `(token :: batch + rest, state) -> (logits :: batch + rest + [V], state)`,
-        one decoder step (temperature applied), state tensors `batch + rest + [H]`.
-    """
-
-    logits: tf.Tensor
-    state: tuple
-    step: Callable
 
 
 class EncoderDecoder(_TokenSequenceDistribution):
@@ -206,32 +189,6 @@ class EncoderDecoder(_TokenSequenceDistribution):
         zero = cell_initial_state(params["encoder"], batch_shape, cell=cell)
         state = cell_encode(params["encoder"], source, zero, cell=cell)  # batch + [H]
         return cell_step(params["decoder"], None, state, cell=cell)
-
-    def decoder_start(self) -> DecoderStart:
-        """The decoder after encoding the source: first-token logits and a step function.
-
-        For decoding algorithms (`probseq.distributions.greedy_decode`, `beam_search`):
-        everything is broadcast to the batch shape, and the temperature is applied to the
-        logits, so that sums of `log_softmax(logits)[token]` along a path equal
-        `log_prob` of the path.
-        """
-        batch_shape = self.batch_shape_tensor()
-        params = self._broadcast_params(batch_shape)
-        logits, state = self._start(params, batch_shape)
-        cell = network_cell(self._network)
-        temperature0 = self._temperature_for(batch_shape, trailing=1)
-        if temperature0 is not None:
-            logits = logits / temperature0
-
-        def step(token, state):
-            logits, state = cell_step(params["decoder"], token, state, cell=cell)
-            rest = token.shape.rank - self._batch_rank()
-            temperature = self._temperature_for(batch_shape, trailing=rest + 1)
-            if temperature is not None:
-                logits = logits / temperature
-            return logits, state
-
-        return DecoderStart(logits, state, step)
 
     # -------------------------------------------------------------------- sampling
     def _sample_n(self, n, seed=None):
