@@ -20,7 +20,6 @@ from tensorflow_probability.python.internal import (
     dtype_util,
     parameter_properties,
     reparameterization,
-    samplers,
     tensor_util,
 )
 
@@ -455,7 +454,7 @@ def sample_tokens(
     full = tf.concat([batch_shape, [n]], 0)
     logits = tf.broadcast_to(logits[..., None, :], tf.concat([full, tf.shape(logits)[-1:]], 0))
     state = broadcast_state(expand_state(state), full)
-    seeds = samplers.split_seed(seed, n=tf.convert_to_tensor(num_steps, tf.int32))
+    seeds = tfp.random.split_seed(seed, n=tf.convert_to_tensor(num_steps, tf.int32))
     noise_shape = tf.shape(logits)
     # Independent slices of the `n` axis may run as separate loops (`slice_sizes`); each
     # draws the full-shape noise and keeps its slice, so the sample does not depend on
@@ -466,7 +465,7 @@ def sample_tokens(
         if temperature is not None:
             logits = logits / temperature
         # Gumbel-max: argmax(logits + G) ~ Categorical(logits); works for any rank.
-        u = samplers.uniform(
+        u = tf.random.stateless_uniform(
             noise_shape,
             minval=np.finfo(np.float32).tiny,
             maxval=1.0,

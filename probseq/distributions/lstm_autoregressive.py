@@ -6,7 +6,6 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
     parameter_properties,
-    samplers,
     tensor_util,
 )
 
@@ -20,6 +19,7 @@ from probseq.distributions._sequence import (
     sample_tokens,
 )
 from probseq.nn import cell_logits, cell_start, cell_step, network_cell
+from probseq.seeds import stateless_seed
 
 tfd = tfp.distributions
 
@@ -222,7 +222,7 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         return tf.reshape(tokens, shape)
 
     def _sample_tokens(self, n, num_steps, seed):
-        seed = samplers.sanitize_seed(seed)
+        seed = stateless_seed(seed)
         batch_shape = self.batch_shape_tensor()
         batch_rank = self._batch_rank()
         params = self._broadcast_params(batch_shape)

@@ -19,6 +19,7 @@ from probseq.distributions._sequence import check_num_steps, check_params
 from probseq.distributions.heads import EmissionHead
 from probseq.nn.cells import cell_initial_state, network_cell
 from probseq.nn.dense import dense_outputs, dense_step
+from probseq.seeds import split, stateless_seed
 
 tfd = tfp.distributions
 
@@ -277,12 +278,12 @@ class RecurrentAutoregressive(tfd.Distribution):
 
     # ------------------------------------------------------------------- sampling
     def _sample_n(self, n, seed=None):
-        seed = tfp.random.sanitize_seed(seed)
+        seed = stateless_seed(seed)
         batch_shape = self.batch_shape_tensor()
         params = self._broadcast_params(batch_shape)
         lead = tf.concat([batch_shape, [n]], 0)  # the layout of the loop: batch + [n]
         state = cell_initial_state(params, lead, cell=self._cell)
-        seeds = tfp.random.split_seed(seed, n=tf.constant(self._num_steps))  # :: [T, 2]
+        seeds = split(seed, self._num_steps)  # :: [T, 2]
         lengths = None
         if self._lengths is not None:
             lengths = tf.broadcast_to(self._lengths, batch_shape)

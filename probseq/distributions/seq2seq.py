@@ -6,7 +6,6 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
     parameter_properties,
-    samplers,
     tensor_util,
 )
 
@@ -20,6 +19,7 @@ from probseq.distributions._sequence import (
     sample_tokens,
 )
 from probseq.nn.cells import cell_encode, cell_initial_state, cell_step, network_cell
+from probseq.seeds import stateless_seed
 
 tfd = tfp.distributions
 
@@ -192,7 +192,7 @@ class EncoderDecoder(_TokenSequenceDistribution):
 
     # -------------------------------------------------------------------- sampling
     def _sample_n(self, n, seed=None):
-        seed = _sanitize_seed(seed, salt="EncoderDecoder")
+        seed = stateless_seed(seed, salt="EncoderDecoder")
         batch_rank = self._batch_rank()
         start = self.decoder_start()
         return sample_tokens(
@@ -207,17 +207,3 @@ class EncoderDecoder(_TokenSequenceDistribution):
             eos=self._eos,
             lengths=self._lengths_for(tf.shape(start.logits)[:-1], trailing=1),
         )
-
-
-# ---------------------------------------------------------------------- helpers
-def _sanitize_seed(seed, salt: str):
-    """`samplers.sanitize_seed`, also for int64 pairs (e.g. `np.array([1, 2])`).
-
-    With a salt, TFP folds the salt into the seed and then requires int32; a stateless
-    pair of int64 is cast to the int32 pair it denotes.
-    """
-    if seed is not None and not isinstance(seed, int):
-        seed = tf.convert_to_tensor(seed)
-        if seed.dtype != tf.int32:
-            seed = tf.cast(seed, tf.int32)
-    return samplers.sanitize_seed(seed, salt=salt)

@@ -139,7 +139,6 @@ def fit_map(
     optimizer=None,
     learning_rate: float | Callable = 1e-3,
     clip_norm: float | None = None,
-    seed=None,
     callbacks: Sequence[Callback] = (),
     eval_fn: Callable[[], dict[str, Any]] | None = None,
     eval_every: int | None = None,
@@ -163,7 +162,6 @@ def fit_map(
         (tf_keras optimizers); default Adam with `learning_rate`.
       learning_rate: float or schedule (used only by the default optimizer).
       clip_norm: clip gradients by this global norm (None: no clipping).
-      seed: unused by MAP itself (data order is the dataset's); kept for a uniform API.
 
     Raises:
       ValueError: the log-likelihood does not read some of the trainable variables (e.g.
@@ -184,10 +182,12 @@ def fit_map(
       log_likelihood_fn: optional `batch -> [B]` log-likelihoods replacing
         `distribution.log_prob` (e.g. for truncated BPTT with carried state).
 
+    MAP fitting draws nothing at random (the data order is the dataset's), so it takes
+    no `seed` (it used to accept one and drop it).
+
     Returns:
       A `FitResult` with the per-step trace.
     """
-    del seed
     if num_steps < 0:
         raise ValueError(f"num_steps must be >= 0, got {num_steps}.")
     if num_examples < 1:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import samplers
 
 from probseq.inference.priors import (
     Prior,
@@ -20,22 +18,11 @@ from probseq.inference.priors import (
     _scalar_prior,
 )
 from probseq.nn.cells import get_cell
+from probseq.seeds import split, stateless_seed
 
 tfd = tfp.distributions
 
 __all__ = ["MeanFieldPosterior", "stateless_seed"]
-
-
-def stateless_seed(seed) -> tf.Tensor:
-    """An `int32[2]` stateless seed; a Python int `n` maps to the pair `divmod(n, 2**31)`.
-
-    TFP treats a Python int seed as *stateful* (a fresh random pair on every call), so
-    probseq maps ints to fixed pairs first: the same int gives the same results.
-    `None` draws a fresh seed.
-    """
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        seed = divmod(int(seed), 2**31)
-    return samplers.sanitize_seed(seed)
 
 
 class MeanFieldPosterior(tf.Module):
@@ -180,7 +167,7 @@ class MeanFieldPosterior(tf.Module):
         joint on every call and is much slower to run and to trace).
         """
         leaves = tf.nest.flatten(self.leaf_distributions())
-        seeds = samplers.split_seed(stateless_seed(seed), n=len(leaves))
+        seeds = tf.unstack(split(seed, len(leaves)))
         draws = [leaf.sample(sample_shape, seed=s) for leaf, s in zip(leaves, seeds, strict=True)]
         return tf.nest.pack_sequence_as(self._shapes, draws)
 

@@ -43,7 +43,6 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import samplers
 
 from probseq.inference._loop import run_steps
 from probseq.inference.callbacks import Callback
@@ -63,8 +62,9 @@ from probseq.inference.priors import (
     _scalar_prior,
     prior_distribution,
 )
-from probseq.inference.surrogate import MeanFieldPosterior, _as_template, stateless_seed
+from probseq.inference.surrogate import MeanFieldPosterior, _as_template
 from probseq.nn.cells import network_cell
+from probseq.seeds import split, stateless_seed
 
 tfd = tfp.distributions
 
@@ -365,7 +365,7 @@ def fit_variational(
         raise ValueError(f"kl_annealing_steps must be >= 0, got {kl_annealing_steps}.")
     _scalar_prior(prior, tf.float32)  # type check
     template = distribution.params
-    init_seed, step_seed = samplers.split_seed(stateless_seed(seed))
+    init_seed, step_seed = tf.unstack(split(seed, 2))
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         if surrogate is None:

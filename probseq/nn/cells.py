@@ -69,11 +69,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
-import numpy as np
 import tensorflow as tf
-from tensorflow_probability.python.internal import samplers
 
 from probseq.nn import threads
+from probseq.seeds import split, stateless_seed
 
 __all__ = [
     "CELL_NAMES",
@@ -251,7 +250,7 @@ def init_cell_params(
       The params dict; leaves `[V, G*H]`, `[H, G*H]`, `[G*H]`, `[H, V_out]`, `[V_out]`.
     """
     gates = get_cell(cell).num_gates
-    seeds = samplers.split_seed(init_seed(seed), n=2 * num_layers + 1)
+    seeds = split(init_seed(seed), 2 * num_layers + 1)
     params = {}
     for index in range(num_layers):
         rows = vocab_size if index == 0 else hidden_size
@@ -278,9 +277,7 @@ def init_seed(seed) -> tf.Tensor:
     `samplers.sanitize_seed(int)` draws the pair with a *stateful* op, so the same int
     would give different weights on every call; initialization must be reproducible.
     """
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        seed = (int(seed), 0)
-    return samplers.sanitize_seed(seed)
+    return stateless_seed(seed)
 
 
 # --------------------------------------------------------------- static sizes

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow_probability.python.internal import samplers
 
 from probseq.nn.cells import INPUT_TABLE_SCALE, get_cell, init_cell_params, init_seed
+from probseq.seeds import split
 
 __all__ = ["LSTMNetwork", "RealValuedNetwork", "Seq2SeqNetwork", "init_lstm_params"]
 
@@ -177,7 +177,7 @@ class Seq2SeqNetwork(tf.Module):
         self.cell_type = get_cell(cell)
         self.cell = self.cell_type.name
         self.dtype = tf.as_dtype(dtype)
-        encoder_seed, decoder_seed = samplers.split_seed(init_seed(seed), n=2)
+        encoder_seed, decoder_seed = tf.unstack(split(init_seed(seed), 2))
         common = dict(cell=self.cell_type, dtype=self.dtype)
         init = {
             "encoder": init_cell_params(
