@@ -28,7 +28,7 @@ _LAZY_NAMES = {
     "TrainedModel": "probseq.trained",
     "load": "probseq.trained",
 }
-_SUBPACKAGES = ("cli", "data", "distributions", "evaluation", "inference", "nn")
+_SUBPACKAGES = ("cli", "data", "distributions", "evaluation", "inference", "nn", "seeds")
 
 __all__ = sorted([*_LAZY_NAMES, "__version__"])
 

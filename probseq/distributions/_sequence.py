@@ -24,7 +24,8 @@ from tensorflow_probability.python.internal import (
 )
 
 from probseq.distributions._lengths import canonical_tokens, dense_and_lengths, finish_step
-from probseq.nn.cells import cell_logits, cell_step, slice_sizes, split_rows
+from probseq.distributions.kernel import token_log_probs
+from probseq.nn.cells import cell_step, slice_sizes, split_rows
 
 tfd = tfp.distributions
 
@@ -300,27 +301,24 @@ class _TokenSequenceDistribution(tfd.Distribution):
         logits0 = tf.broadcast_to(
             _expand_dims(logits0, -2, sample_rank), tf.concat([lead, tf.shape(logits0)[-1:]], 0)
         )[None]  # :: [1] + batch + sample + [V]
-        width = x.shape[-1]
-        if width is None or width > 1:
-            for _ in range(sample_rank):
-                state = expand_state(state)
-            state = broadcast_state(state, lead)
-            rest, _ = cell_logits(
-                self._decoder_params(params), x[..., :-1], state, cell=self._cell, time_major=True
-            )
-            logits = tf.concat([logits0, rest], axis=0)  # :: [W] + batch + sample + [V]
-        else:
-            logits = logits0
-        temperature = self._temperature_for(batch_shape, trailing=sample_rank + 1, leading=1)
-        if temperature is not None:
-            logits = logits / temperature
+        for _ in range(sample_rank):
+            state = expand_state(state)
+        state = broadcast_state(state, lead)
         targets = tf.transpose(x, [rank - 1, *range(rank - 1)])  # :: [W] + batch + sample
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+        step_log_probs, _ = token_log_probs(
+            self._decoder_params(params),
+            x[..., :-1],
+            targets,
+            state,
+            cell=self._cell,
+            temperature=self._temperature_for(batch_shape, trailing=sample_rank + 1, leading=1),
+            first_logits=logits0[0],
+        )  # :: [W] + batch + sample
         if scored is not None:
             scored = tf.transpose(scored, to_batch_first)
             scored = tf.transpose(scored, [rank - 1, *range(rank - 1)])  # :: [W] + batch + sample
-            nll = tf.where(scored, nll, tf.zeros_like(nll))
-        log_prob = -tf.reduce_sum(nll, axis=0)  # :: batch + sample
+            step_log_probs = tf.where(scored, step_log_probs, tf.zeros_like(step_log_probs))
+        log_prob = tf.reduce_sum(step_log_probs, axis=0)  # :: batch + sample
         back = list(range(batch_rank, batch_rank + sample_rank)) + list(range(batch_rank))
         log_prob = tf.transpose(log_prob, back)  # :: sample + batch
         if canonical is not None:

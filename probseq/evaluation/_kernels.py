@@ -1,4 +1,7 @@
-"""Compiled scoring kernels: a batch of independent windows, and a chunk of a stream.
+"""Compiled scoring drivers: a batch of independent windows, and a chunk of a stream.
+
+Both are `probseq.distributions.kernel.token_log_probs` (the one teacher-forced kernel
+that `log_prob` uses too) plus the start step and the masking of padding.
 
 Both take the params as an argument (a dict of tensors, optionally with a leading draw
 dim `S`, written `pb` below) so one trace serves every model of the same shapes. The
@@ -12,7 +15,8 @@ import functools
 
 import tensorflow as tf
 
-from probseq.nn import Cell, cell_logits, cell_start, get_cell, param_batch_ndims, sizes_of
+from probseq.distributions.kernel import token_log_probs
+from probseq.nn import Cell, cell_start, get_cell, param_batch_ndims, sizes_of
 
 
 def _param_batch_shape(params: dict) -> tf.Tensor:
@@ -53,20 +57,20 @@ def window_log_probs(
       `pb + [B]` log-likelihoods in nats (`log softmax(start)[x_1] + sum_{t>=2} ...`).
     """
     vocab_size, _ = sizes_of(params)
-    num_steps = tokens.shape[-1]
     tokens = _broadcast_tokens(tokens, params)  # :: pb + [B, T]
     lead = tf.shape(tokens)[:-1]  # pb + [B]
     start_logits, start_state = cell_start(params, cell=cell)  # :: pb + [V], pb + [H]
-    logits = tf.broadcast_to(start_logits[..., None, :], tf.concat([lead, [vocab_size]], 0))
-    logits = logits[None]  # :: [1] + pb + [B, V]
-    if num_steps > 1:
-        state = _broadcast_state(start_state, lead)
-        rest, _ = cell_logits(params, tokens[..., :-1], state, cell=cell, time_major=True)
-        logits = tf.concat([logits, rest], axis=0)  # :: [T] + pb + [B, V]
-    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=_time_major(tokens), logits=logits / temperature
+    first = tf.broadcast_to(start_logits[..., None, :], tf.concat([lead, [vocab_size]], 0))
+    log_probs, _ = token_log_probs(
+        params,
+        tokens[..., :-1],
+        _time_major(tokens),
+        _broadcast_state(start_state, lead),
+        cell=cell,
+        temperature=temperature,
+        first_logits=first,
     )  # :: [T] + pb + [B]
-    return -tf.reduce_sum(nll, axis=0)
+    return tf.reduce_sum(log_probs, axis=0)
 
 
 def stream_start(
@@ -113,18 +117,20 @@ def stream_chunk(
       summed log-likelihood of the chunk's targets `pb + [B]` in nats, and the new state
       (meaningful only if the chunk has no padding).
     """
-    logits, state = cell_logits(
-        params, _broadcast_tokens(inputs, params), state, cell=cell, time_major=True
-    )  # :: [C] + pb + [B, V]
-    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=_time_major(_broadcast_tokens(targets, params)), logits=logits / temperature
+    log_probs, state = token_log_probs(
+        params,
+        _broadcast_tokens(inputs, params),
+        _time_major(_broadcast_tokens(targets, params)),
+        state,
+        cell=cell,
+        temperature=temperature,
     )  # :: [C] + pb + [B]
     mask = _time_major(mask)  # :: [C, B]
     mask = tf.reshape(
         mask, tf.concat([tf.shape(mask)[:1], tf.ones_like(_param_batch_shape(params)), [-1]], 0)
     )
-    nll = tf.where(mask, nll, tf.zeros_like(nll))
-    return -tf.reduce_sum(nll, axis=0), state
+    log_probs = tf.where(mask, log_probs, tf.zeros_like(log_probs))
+    return tf.reduce_sum(log_probs, axis=0), state
 
 
 @functools.cache
