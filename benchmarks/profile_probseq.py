@@ -3,12 +3,14 @@
 Run (from the repository root):
 
     python benchmarks/profile_probseq.py                        # probseq train step, text8
-    python benchmarks/profile_probseq.py --variant bptt_graph   # a prototype (prototypes.py)
+    python benchmarks/profile_probseq.py --variant api_xla      # the same step under XLA
     python benchmarks/profile_probseq.py --case eval_text8 --variant keras
     python benchmarks/profile_probseq.py --threads 1,1          # single-threaded
 
-Builds the step of `--variant` (names of `benchmarks/prototypes.py`; `api_graph` is
-probseq's public path, the step `fit_map` compiles), runs it under
+Builds the step of `--variant` (`api_graph` / `api_xla`: probseq's public path, the step
+`fit_map` compiles; `keras` / `keras_xla`: the tf_keras peer; the prototypes measured
+in benchmarks/ANALYSIS.md live in git history, `benchmarks/prototypes.py` at commit
+`b510e64`), runs it under
 `tf.profiler.experimental` for `--steps` steps, reads the XPlane trace and sums the
 duration of every executed TF op per step, grouped
 
@@ -84,6 +86,49 @@ def profile(step, batches, steps: int) -> tuple[dict, float]:
     return totals, wall
 
 
+def build_step(variant: str, spec, train: bool):
+    """`step(tokens [B, T+1]) -> loss` compiled for `variant` (api_* or keras_*)."""
+    import tensorflow as tf
+    import tf_keras
+
+    import probseq
+    from probseq.inference import global_norm_clip
+
+    jit = variant.endswith("_xla")
+    if variant.startswith("keras"):
+        from benchmarks.impl_tf_keras import build_model
+
+        model = build_model(spec)
+        model.compile(
+            optimizer=tf_keras.optimizers.Adam(spec.learning_rate, global_clipnorm=spec.clip_norm),
+            loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        if train:
+            return lambda tokens: model.train_on_batch(tokens[:, :-1], tokens[:, 1:])
+        return lambda tokens: model.test_on_batch(tokens[:, :-1], tokens[:, 1:])
+    if not variant.startswith("api"):
+        raise SystemExit(f"unknown variant {variant!r}: api_graph, api_xla, keras, keras_xla")
+    net = probseq.LSTMNetwork(spec.vocab, spec.hidden, spec.layers, seed=1)
+    variables = list(net.trainable_variables)
+    dist = probseq.LSTMAutoregressive(net, num_steps=spec.steps)
+    optimizer = tf_keras.optimizers.Adam(spec.learning_rate)
+
+    def loss_fn(tokens):
+        return -tf.reduce_mean(dist.log_prob(tokens[:, :-1]))
+
+    def train_step(tokens):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(tokens)
+        grads = tape.gradient(loss, variables)
+        grads, _ = global_norm_clip(grads, spec.clip_norm)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    fn = tf.function(train_step if train else loss_fn, jit_compile=jit or None)
+    return lambda tokens: float(fn(tokens))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", default="train_text8")
@@ -94,8 +139,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     import tensorflow as tf
-
-    from benchmarks.prototypes import build_step
 
     if args.threads:
         intra, inter = (int(x) for x in args.threads.split(","))
