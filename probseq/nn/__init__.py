@@ -4,6 +4,7 @@ from probseq.nn.cells import (
     CELL_NAMES,
     Cell,
     HiddenState,
+    LSTMState,
     cell_encode,
     cell_hidden,
     cell_initial_state,
@@ -11,23 +12,16 @@ from probseq.nn.cells import (
     cell_logits,
     cell_start,
     cell_step,
+    gate_step,
     get_cell,
     init_cell_params,
     network_cell,
-    register_cell,
-)
-from probseq.nn.dense import dense_outputs, dense_step
-from probseq.nn.lstm import (
-    LSTMState,
-    gate_step,
-    initial_state,
-    lstm_logits,
-    lstm_start,
-    lstm_step,
     num_layers_of,
     param_batch_ndims,
+    register_cell,
     sizes_of,
 )
+from probseq.nn.dense import dense_outputs, dense_step
 from probseq.nn.network import LSTMNetwork, RealValuedNetwork, Seq2SeqNetwork, init_lstm_params
 from probseq.nn.threads import parallel_chains, set_cpu_threads, usable_cpus
 
@@ -52,10 +46,6 @@ __all__ = [
     "get_cell",
     "init_cell_params",
     "init_lstm_params",
-    "initial_state",
-    "lstm_logits",
-    "lstm_start",
-    "lstm_step",
     "num_layers_of",
     "param_batch_ndims",
     "network_cell",

@@ -1,6 +1,6 @@
 """Recurrent cells (LSTM, GRU, basic tanh RNN) behind one functional interface.
 
-Every cell uses the same params structure as `probseq.nn.lstm`, with a gate width of
+Every cell uses one params structure, with a gate width of
 `G * H` where `G` is the cell's number of gate blocks (LSTM 4, GRU 3, RNN 1)::
 
     {
@@ -20,7 +20,7 @@ With `x` the layer input, `h` the previous hidden state, the input projection
 `a = x Wx + b` (a row gather of `input_kernel` for tokens, plus the bias) and the recurrent
 projection `r = h Wh` (one GEMM, the only matmul inside the time loop):
 
-- `"lstm"` (gate order `i, f, o, u`; forget bias +1; identical to `probseq.nn.lstm`)::
+- `"lstm"` (gate order `i, f, o, u`; forget bias +1)::
 
       i, f, o, u = split(a + r)
       c' = sigmoid(f + 1) * c + sigmoid(i) * tanh(u)
@@ -59,8 +59,8 @@ table with 4x the Glorot limit), an orthogonal recurrent kernel (orthonormal row
 all gates), zero biases; for `"lstm"` identical to
 `probseq.nn.init_lstm_params` for the same seed.
 
-Shape conventions as in `probseq.nn.lstm`: with params batch shape `pb` (rank k), token
-inputs have shape `pb + rest + [T]`; with unbatched params any `[..., T]`.
+Shape conventions: with params batch shape `pb` (rank k), token inputs have shape
+`pb + rest + [T]`; with unbatched params any `[..., T]`.
 """
 
 from __future__ import annotations
@@ -91,7 +91,10 @@ __all__ = [
     "init_cell_params",
     "init_seed",
     "network_cell",
+    "num_layers_of",
+    "param_batch_ndims",
     "register_cell",
+    "sizes_of",
     "slice_sizes",
     "split_rows",
 ]
@@ -281,6 +284,23 @@ def init_seed(seed) -> tf.Tensor:
 
 
 # --------------------------------------------------------------- static sizes
+def num_layers_of(params: dict) -> int:
+    """Number of recurrent layers in a params structure."""
+    return _num_layers(params)
+
+
+def param_batch_ndims(params: dict) -> int:
+    """Number of leading (param batch) dims of a params structure (static)."""
+    return params["layer_0"]["bias"].shape.rank - 1
+
+
+def sizes_of(params: dict) -> tuple[int, int]:
+    """Static `(output_size, hidden_size)` of a params structure with an output head (the
+    output size is the vocabulary size of a token model)."""
+    kernel = params["output"]["kernel"]
+    return int(kernel.shape[-1]), int(kernel.shape[-2])
+
+
 def _num_layers(params: dict) -> int:
     return sum(1 for key in params if key.startswith("layer_"))
 
@@ -589,7 +609,7 @@ def cell_logits(
 ) -> tuple[tf.Tensor, tuple]:
     """Teacher-forced pass: next-token logits after each input token.
 
-    The generic counterpart of `probseq.nn.lstm_logits` (equal to it for `"lstm"`).
+    Works for every cell (the default is the LSTM).
 
     Args:
       params: params structure with an `"output"` head, param batch shape `pb`.

@@ -64,7 +64,7 @@ class LSTMNetwork(tf.Module):
         `network.cell_type` is the `Cell`, `network.cell` its name.
 
     `.params` is the nested dict of `tf.Variable`s that the functional core in
-    `probseq.nn` consumes (layout in `probseq.nn.lstm`).
+    `probseq.nn` consumes (layout in `probseq.nn.cells`).
 
     #### Examples
 

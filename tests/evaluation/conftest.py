@@ -34,7 +34,7 @@ def _sigmoid(x):
 
 
 def _numpy_log_prob(params, sequence, temperature=1.0):
-    """Brute-force float64 log p(sequence) from the cell equations in `probseq.nn.lstm`.
+    """Brute-force float64 log p(sequence) from the LSTM equations in `probseq.nn.cells`.
 
     The first step reads no token from a zero state; then teacher forcing.
     """

@@ -20,8 +20,6 @@ from probseq.nn import (
     get_cell,
     init_cell_params,
     init_lstm_params,
-    initial_state,
-    lstm_logits,
 )
 
 V, H = 4, 3
@@ -224,7 +222,7 @@ def test_lstm_path_equals_the_lstm_core(seed):
         np.testing.assert_array_equal(got, want)
     tokens = tf.constant([[1, 2, 3, 0]])
     got, _ = cell_logits(params, tokens, cell_initial_state(params, [1]), cell="lstm")
-    want, _ = lstm_logits(params, tokens, initial_state(params, [1]))
+    want, _ = cell_logits(params, tokens, cell_initial_state(params, [1]))
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 

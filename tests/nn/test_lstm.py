@@ -1,4 +1,4 @@
-"""Functional LSTM core (`probseq.nn.lstm`) and `LSTMNetwork`."""
+"""The LSTM case of the functional core (`probseq.nn.cells` with cell="lstm") and `LSTMNetwork`."""
 
 import numpy as np
 import pytest
@@ -9,14 +9,14 @@ from probseq.nn import (
     LSTMState,
     gate_step,
     init_lstm_params,
-    initial_state,
-    lstm_logits,
-    lstm_start,
-    lstm_step,
     num_layers_of,
     param_batch_ndims,
     sizes_of,
 )
+from probseq.nn import cell_initial_state as initial_state
+from probseq.nn import cell_logits as lstm_logits
+from probseq.nn import cell_start as lstm_start
+from probseq.nn import cell_step as lstm_step
 
 V, H = 3, 5
 
