@@ -16,12 +16,12 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import (
-    dtype_util,
-    parameter_properties,
-    reparameterization,
-    tensor_util,
-)
+
+# is_ref / convert_nonref_to_tensor have no public names in TFP 0.25.
+from tensorflow_probability.python.internal import tensor_util
+
+# The sentinel has no public name in TFP 0.25.
+from tensorflow_probability.python.internal.parameter_properties import BIJECTOR_NOT_IMPLEMENTED
 
 from probseq.distributions._lengths import canonical_tokens, dense_and_lengths, finish_step
 from probseq.distributions.kernel import token_log_probs
@@ -68,19 +68,21 @@ class _TokenSequenceDistribution(tfd.Distribution):
         The network's params carry no batch dims, so their rank is each leaf's core rank.
         """
         return dict(
-            temperature=parameter_properties.ParameterProperties(
+            temperature=tfp.util.ParameterProperties(
                 default_constraining_bijector_fn=(
-                    lambda: tfp.bijectors.Softplus(low=dtype_util.eps(dtype))
+                    lambda: tfp.bijectors.Softplus(
+                        low=np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps
+                    )
                 )
             ),
-            params=parameter_properties.ParameterProperties(
+            params=tfp.util.ParameterProperties(
                 event_ndims=lambda self: tf.nest.map_structure(
                     lambda p: p.shape.rank, self._network.params
                 ),
-                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
+                default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED,
             ),
-            lengths=parameter_properties.ParameterProperties(
-                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
+            lengths=tfp.util.ParameterProperties(
+                default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED,
                 is_preferred=False,
             ),
         )
@@ -118,7 +120,7 @@ class _TokenSequenceDistribution(tfd.Distribution):
     def _init_distribution(self, parameters, validate_args, allow_nan_stats, name):
         super().__init__(
             dtype=tf.int32,
-            reparameterization_type=reparameterization.NOT_REPARAMETERIZED,
+            reparameterization_type=tfd.NOT_REPARAMETERIZED,
             validate_args=validate_args,
             allow_nan_stats=allow_nan_stats,
             parameters=parameters,

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import parameter_properties, reparameterization
+
+# The sentinel has no public name in TFP 0.25.
+from tensorflow_probability.python.internal.parameter_properties import BIJECTOR_NOT_IMPLEMENTED
 
 from probseq.distributions._sequence import check_num_steps, check_params
 from probseq.distributions.heads import EmissionHead
@@ -101,9 +103,9 @@ class RecurrentAutoregressive(tfd.Distribution):
             super().__init__(
                 dtype=head.dtype,
                 reparameterization_type=(
-                    reparameterization.FULLY_REPARAMETERIZED
+                    tfd.FULLY_REPARAMETERIZED
                     if head.reparameterized and lengths is None
-                    else reparameterization.NOT_REPARAMETERIZED
+                    else tfd.NOT_REPARAMETERIZED
                 ),
                 validate_args=validate_args,
                 allow_nan_stats=allow_nan_stats,
@@ -113,12 +115,12 @@ class RecurrentAutoregressive(tfd.Distribution):
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
-        not_implemented = parameter_properties.BIJECTOR_NOT_IMPLEMENTED
+        not_implemented = BIJECTOR_NOT_IMPLEMENTED
         return dict(
-            lengths=parameter_properties.ParameterProperties(
+            lengths=tfp.util.ParameterProperties(
                 default_constraining_bijector_fn=not_implemented, is_preferred=False
             ),
-            params=parameter_properties.ParameterProperties(
+            params=tfp.util.ParameterProperties(
                 event_ndims=lambda self: tf.nest.map_structure(
                     lambda p: p.shape.rank, self._network.params
                 ),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import (
-    parameter_properties,
-    tensor_util,
-)
+
+# is_ref / convert_nonref_to_tensor have no public names in TFP 0.25.
+from tensorflow_probability.python.internal import tensor_util
+
+# The sentinel has no public name in TFP 0.25.
+from tensorflow_probability.python.internal.parameter_properties import BIJECTOR_NOT_IMPLEMENTED
 
 from probseq.distributions._sequence import (
     DecoderStart,
@@ -123,9 +125,9 @@ class EncoderDecoder(_TokenSequenceDistribution):
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
         return dict(
-            source=parameter_properties.ParameterProperties(
+            source=tfp.util.ParameterProperties(
                 event_ndims=1,
-                default_constraining_bijector_fn=parameter_properties.BIJECTOR_NOT_IMPLEMENTED,
+                default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED,
             ),
             **cls._shared_parameter_properties(dtype),
         )
