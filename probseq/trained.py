@@ -29,7 +29,7 @@ from probseq.cli.models import RunModel
 from probseq.cli.rundir import RunDir, RunDirError
 from probseq.data import Vocabulary, load_corpus
 from probseq.distributions import LSTMAutoregressive
-from probseq.inference.surrogate import stateless_seed
+from probseq.seeds import stateless_seed
 
 tfd = tfp.distributions
 

@@ -220,10 +220,8 @@ def posterior_predictive(
     ev.predictive_bits_per_char, ev.plug_in_bits_per_char, ev.elbo_bound_bits_per_char
     ```
     """
-    from probseq.inference.variational import (
-        _has_closed_form_kl,
-        stateless_seed,
-    )
+    from probseq.inference.priors import has_closed_form_kl
+    from probseq.seeds import stateless_seed
 
     if isinstance(num_draws, bool) or not isinstance(num_draws, (int, np.integer)):
         raise TypeError(f"num_draws must be a positive integer, got {num_draws!r}.")
@@ -250,7 +248,7 @@ def posterior_predictive(
 
     kl = kl_method = None
     if prior is not None:
-        if _has_closed_form_kl(prior):
+        if has_closed_form_kl(prior):
             kl, kl_method = float(surrogate.kl_divergence(prior)), "closed_form"
         else:
             # Default: the same S draws as the predictive (same seed); else fresh ones.

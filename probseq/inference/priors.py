@@ -18,7 +18,7 @@ from probseq.inference.map import GaussianPrior
 
 tfd = tfp.distributions
 
-__all__ = ["Prior", "ScaleMixturePrior", "prior_distribution"]
+__all__ = ["Prior", "ScaleMixturePrior", "has_closed_form_kl", "prior_distribution"]
 
 
 class ScaleMixturePrior:
@@ -89,7 +89,9 @@ def _scalar_prior(prior: Prior, dtype) -> tfd.Distribution:
     )
 
 
-def _has_closed_form_kl(prior: Prior) -> bool:
+def has_closed_form_kl(prior: Prior) -> bool:
+    """Whether `KL(Normal || prior)` is computed in closed form (a `GaussianPrior`), else
+    by Monte Carlo over posterior draws."""
     return isinstance(prior, GaussianPrior)
 
 

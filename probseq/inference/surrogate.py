@@ -11,11 +11,11 @@ import tensorflow_probability as tfp
 from probseq.inference.priors import (
     Prior,
     _core_shapes,
-    _has_closed_form_kl,
     _is_mapping,
     _plain,
     _prior_log_prob,
     _scalar_prior,
+    has_closed_form_kl,
 )
 from probseq.nn.cells import get_cell
 from probseq.seeds import split, stateless_seed
@@ -196,7 +196,7 @@ class MeanFieldPosterior(tf.Module):
           NotImplementedError: for priors without a closed-form KL (use
             `kl_divergence_monte_carlo`).
         """
-        if not _has_closed_form_kl(prior):
+        if not has_closed_form_kl(prior):
             raise NotImplementedError(
                 f"KL(Normal || {type(prior).__name__}) has no closed form; use "
                 "kl_divergence_monte_carlo."

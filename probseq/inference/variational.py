@@ -56,10 +56,10 @@ from probseq.inference.map import (
 from probseq.inference.priors import (
     Prior,
     ScaleMixturePrior,
-    _has_closed_form_kl,
     _plain,
     _prior_log_prob,
     _scalar_prior,
+    has_closed_form_kl,
     prior_distribution,
 )
 from probseq.inference.surrogate import MeanFieldPosterior, _as_template
@@ -202,7 +202,7 @@ def elbo_terms(
             batch
         )  # :: [K], summed over the B sequences
         expected_nll = -tf.reduce_mean(log_lik) / tf.cast(num_sequences, log_lik.dtype)
-    if _has_closed_form_kl(prior):
+    if has_closed_form_kl(prior):
         kl = surrogate.kl_divergence(prior)
     else:
         log_prior = _prior_log_prob(prior, surrogate.event_shape, draws)  # :: [K] or [B]
@@ -453,5 +453,5 @@ def fit_variational(
         stopped_early=stopped,
         surrogate=surrogate,
         prior=prior,
-        kl_method="closed_form" if _has_closed_form_kl(prior) else "monte_carlo",
+        kl_method="closed_form" if has_closed_form_kl(prior) else "monte_carlo",
     )
