@@ -27,7 +27,9 @@ import tensorflow_probability as tfp
 from probseq.cli.config import TrainConfig
 from probseq.cli.models import RunModel
 from probseq.cli.rundir import RunDir, RunDirError
-from probseq.data import Vocabulary, load_corpus
+from probseq.cli.tasks import line_metrics
+from probseq.cli.train import decode_until
+from probseq.data import Vocabulary, load_corpus, parse_sequences
 from probseq.distributions import LSTMAutoregressive
 from probseq.seeds import stateless_seed
 
@@ -191,13 +193,21 @@ class TrainedModel:
     ) -> list[str]:
         """`num_samples` texts drawn together (`probseq sample --num-samples N`)."""
         _check_sampling(length, num_samples, temperature)
+        if self.eos is not None:  # a line model: each text is one line, ended by its EOS
+            length = min(length, self.config.max_line_length + 1)
         sampler = self._sampler(length, prime, float(temperature), num_samples)
-        return [prime + self.vocabulary.decode(row) for row in sampler([int(seed), 0])]
+        return [
+            prime + decode_until(self.vocabulary, row, self.eos) for row in sampler([int(seed), 0])
+        ]
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one compiled sampler per setting
     def _sampler(self, length: int, prime: str, temperature: float, num_samples: int):
         return self.run_model.sampler(
-            length, prefix=self._prefix(prime), temperature=temperature, num_samples=num_samples
+            length,
+            prefix=self._prefix(prime),
+            temperature=temperature,
+            num_samples=num_samples,
+            eos=self.eos,
         )
 
     # ----------------------------------------------------------------- evaluation
@@ -230,6 +240,8 @@ class TrainedModel:
         """
         if on_unknown == "replace" and replacement is None:
             replacement = " "
+        if self.eos is not None:
+            return self._evaluate_lines(text, on_unknown, replacement)
         ids, num_unknown = self.vocabulary.encode(
             text, on_unknown, replacement, return_num_unknown=True
         )
@@ -245,6 +257,36 @@ class TrainedModel:
             run_dir=str(self.path),
             checkpoint=Path(self.checkpoint).name,
             num_unknown_skipped=int(num_unknown),
+            on_unknown=on_unknown,
+            method=self.method,
+        )
+        return result
+
+    @property
+    def eos(self) -> int | None:
+        """The end token of a line model (`sequences="lines"`: the newline), else None."""
+        if self.config.sequences != "lines":
+            return None
+        return self.vocabulary.id_of("\n")
+
+    def _evaluate_lines(self, text: str, on_unknown: str, replacement) -> dict[str, Any]:
+        """Every non-empty line of `text`, each scored from a zero state with its end."""
+        limit = self.config.max_line_length
+        rows, num_unknown = [], 0
+        for line in parse_sequences(text):
+            ids, unknown = self.vocabulary.encode(
+                line[:limit], on_unknown, replacement, return_num_unknown=True
+            )
+            num_unknown += int(unknown)
+            if ids.size:
+                rows.append(ids.astype(np.int32))
+        if not rows:
+            raise ValueError("the text has no non-empty lines to score.")
+        result = line_metrics(self.network, rows, self.eos, limit + 1)
+        result.update(
+            run_dir=str(self.path),
+            checkpoint=Path(self.checkpoint).name,
+            num_unknown_skipped=num_unknown,
             on_unknown=on_unknown,
             method=self.method,
         )
@@ -267,6 +309,11 @@ class TrainedModel:
         """
         from probseq.serving import export_saved_model
 
+        if self.eos is not None:
+            raise ValueError(
+                f"{self.path} is a line model (sequences='lines'); exporting line models as "
+                "a SavedModel is not built yet (load it with probseq.load instead)."
+            )
         return export_saved_model(self, out_dir, num_draws=num_draws, seed=seed)
 
     def __repr__(self) -> str:

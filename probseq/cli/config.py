@@ -26,7 +26,8 @@ class TrainConfig:
     """All settings of a training run (defaults: the Shakespeare char-rnn tutorial model).
 
     Model: `hidden_size`, `num_layers`, `cell` (lstm, gru or rnn). Data: `corpus`,
-    `num_steps` (window length),
+    `num_steps` (window length), `sequences` ("windows", or "lines": one sequence per
+    line ending with the newline, at most `max_line_length` characters),
     `batch_size`. Optimizer: Adam with `learning_rate`, a linear warm-up of
     `warmup_steps` then cosine decay to `min_learning_rate_fraction * learning_rate`
     at `max_steps`; `clip_norm` on the global gradient norm. Objective: `method="map"`
@@ -42,6 +43,8 @@ class TrainConfig:
     num_layers: int = 2
     cell: str = "lstm"
     num_steps: int = 50
+    sequences: str = "windows"
+    max_line_length: int = 200
     batch_size: int = 128
     learning_rate: float = 2e-3
     min_learning_rate_fraction: float = 0.05
@@ -72,6 +75,13 @@ class TrainConfig:
         _check(self.num_layers >= 1, "num_layers must be >= 1")
         _check(self.cell in ("lstm", "gru", "rnn"), "cell must be 'lstm', 'gru' or 'rnn'")
         _check(self.num_steps >= 2, "num_steps must be >= 2")
+        _check(self.sequences in ("windows", "lines"), "sequences must be 'windows' or 'lines'")
+        _check(self.max_line_length >= 1, "max_line_length must be >= 1")
+        _check(
+            self.sequences == "windows" or self.method == "map",
+            "sequences='lines' trains by MAP for now (method='map'); variational fits of "
+            "line models are not built yet",
+        )
         _check(self.batch_size >= 1, "batch_size must be >= 1")
         _check(self.learning_rate > 0, "learning_rate must be > 0")
         _check(0 <= self.min_learning_rate_fraction <= 1, "min_learning_rate_fraction in [0, 1]")
@@ -111,6 +121,8 @@ ARCHITECTURE_FIELDS = (
     "num_layers",
     "cell",
     "num_steps",
+    "sequences",
+    "max_line_length",
     "batch_size",
     "method",
     "seed",

@@ -29,7 +29,13 @@ _TRAIN_FLAGS = {
     "hidden_size": (int, "recurrent units per layer"),
     "num_layers": (int, "stacked recurrent layers"),
     "cell": (str, "recurrent cell: lstm, gru or rnn (basic tanh RNN)"),
-    "num_steps": (int, "training window length in characters"),
+    "num_steps": (int, "training window length in characters (sequences=windows)"),
+    "sequences": (
+        str,
+        "windows (fixed-length windows of the text) or lines (one sequence "
+        "per line, ended by the newline)",
+    ),
+    "max_line_length": (int, "sequences=lines: characters per line at most (longer: cut)"),
     "batch_size": (int, "windows per batch"),
     "learning_rate": (float, "peak Adam learning rate"),
     "min_learning_rate_fraction": (float, "final LR as a fraction of the peak (cosine)"),
@@ -190,10 +196,15 @@ def _run_train(args: argparse.Namespace) -> int:
     explicit = set(file_values) | set(overrides)
     metrics = train(config, args.run_dir, explicit=explicit, progress=not args.no_progress)
     what = " (posterior predictive)" if metrics["config"]["method"] == "variational" else ""
+    valid = metrics["valid"]
+    if "nll_nats_per_line" in valid:
+        per = f"{valid['nll_nats_per_line']:.2f} nats per line, the newline counted"
+    else:
+        window = metrics["config"]["num_steps"]
+        per = f"{valid['nll_nats_per_window']:.2f} nats per {window}-char window"
     print(
         f"step {metrics['step']}: validation{what} {metrics['valid_bits_per_char']:.4f} "
-        f"bits/char ({metrics['valid']['nll_nats_per_window']:.2f} nats per "
-        f"{metrics['config']['num_steps']}-char window). Run dir: {args.run_dir}"
+        f"bits/char ({per}). Run dir: {args.run_dir}"
     )
     return 0
 
@@ -233,11 +244,18 @@ def format_evaluation(result: dict) -> str:
         lines.append(f"unknown characters:   {result['num_unknown_skipped']:,} {verb}")
     if result["mode"] == "windows":
         mode = f"windows of {result['num_steps']} chars, each from a zero state"
+    elif result["mode"] == "lines":
+        mode = (
+            f"{result['num_lines']:,} lines, each from a zero state and ended by the "
+            "newline (counted as a char)"
+        )
     else:
         mode = "one stream, state carried over the whole text"
+    per = "line" if result["mode"] == "lines" else "window"
     lines += [
         f"mode:                 {mode}",
-        f"{what}NLL per window:       {result['nll_nats_per_window']:.4f} nats",
+        f"{what}NLL per {per}:{' ' * (7 if per == 'window' else 9)}"
+        f"{result[f'nll_nats_per_{per}']:.4f} nats",
         f"{what}NLL per char:         {result['nll_nats_per_char']:.4f} nats",
         f"{what}bits per char:        {result['bits_per_char']:.4f}",
         f"{what}perplexity:           {result['perplexity']:.4f}",

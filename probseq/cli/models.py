@@ -110,31 +110,43 @@ class RunModel:
         out["seed"] = [seed, 1]
         return out
 
-    def sampler(self, num_steps: int, *, prefix=None, temperature=None, num_samples: int = 1):
+    def sampler(
+        self, num_steps: int, *, prefix=None, temperature=None, num_samples: int = 1, eos=None
+    ):
         """A compiled `seed -> int32 [num_samples, num_steps]` sampler (`sample_ids`)."""
 
         @tf.function
         def sample(seed):
             return self.sample_ids(
-                num_steps, seed, prefix=prefix, temperature=temperature, num_samples=num_samples
+                num_steps,
+                seed,
+                prefix=prefix,
+                temperature=temperature,
+                num_samples=num_samples,
+                eos=eos,
             )
 
         return lambda seed: sample(tf.constant(seed, tf.int32)).numpy()
 
-    def sample_ids(self, length, seed, *, prefix=None, temperature=None, num_samples: int = 1):
+    def sample_ids(
+        self, length, seed, *, prefix=None, temperature=None, num_samples: int = 1, eos=None
+    ):
         """`num_samples` sequences of `length` token ids, int32 `[num_samples, length]`.
 
         A point estimate samples from `p(x | w_map)`; a variational run draws one weight
         sample per sequence, `w ~ q`, then `x ~ p(x | w)`: the posterior predictive. The
         stateless `seed` (int32 `[2]`) splits into a weight seed and a token seed.
-        `length` may be a tensor (the exported SavedModel's input).
+        `length` may be a tensor (the exported SavedModel's input). With `eos`, each
+        sequence ends at its first EOS (EOS padding after it).
         """
         weight_seed, token_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         if self.surrogate is None:
-            dist = LSTMAutoregressive(self.network, 1, prefix=prefix, temperature=temperature)
+            dist = LSTMAutoregressive(
+                self.network, 1, prefix=prefix, temperature=temperature, eos=eos
+            )
             return dist.sample_with_length(length, [num_samples], seed=token_seed)
         params = self.surrogate.sample(num_samples, seed=weight_seed)
         dist = LSTMAutoregressive(
-            self.network, 1, prefix=prefix, temperature=temperature, params=params
+            self.network, 1, prefix=prefix, temperature=temperature, params=params, eos=eos
         )
         return dist.sample_with_length(length, seed=token_seed)

@@ -23,8 +23,8 @@ from probseq.cli.reporting import (
     plot_learning_curve,
 )
 from probseq.cli.rundir import RunDir, RunDirError, corpus_setting
-from probseq.data import load_corpus, random_windows
-from probseq.distributions import LSTMAutoregressive
+from probseq.cli.tasks import line_metrics, make_task
+from probseq.data import load_corpus
 from probseq.inference import Callback, fit_map, fit_variational
 
 __all__ = ["TrainingInterrupted", "learning_rate_schedule", "train"]
@@ -121,11 +121,9 @@ def train(
                 f"corpus {config.corpus!r} ({len(vocabulary)} symbols); refusing to resume. "
                 "Use a new --run-dir."
             )
-    train_ids = corpus.ids("train")
-    valid_ids = corpus.ids("valid")
-
     model = RunModel(config, len(vocabulary))
     network = model.network
+    task = make_task(config, corpus, network)
     import tf_keras
 
     # Fraction of the time budget used so far (checkpointed, so a resumed run continues
@@ -166,12 +164,8 @@ def train(
         if remaining == 0:
             _say(out, f"Run {rd.path} already reached max_steps={config.max_steps}; nothing to do.")
 
-        distribution = LSTMAutoregressive(network, config.num_steps)
-        dataset = random_windows(
-            train_ids, config.num_steps, config.batch_size, seed=config.seed, start_batch=start_step
-        )
-        num_windows = max(len(train_ids) // config.num_steps, 1)
-        eval_ids = valid_ids[: max(config.eval_chars, config.num_steps)]
+        distribution = task.distribution()
+        dataset = task.dataset(start_step)
         prime = config.prime if all(ch in vocabulary for ch in config.prime) else ""
         if prime != config.prime:
             _say(
@@ -182,33 +176,32 @@ def train(
         sampler = model.sampler(
             config.sample_length,
             prefix=vocabulary.encode(prime).astype(np.int32) if prime else None,
+            eos=task.eos,
         )
 
         def eval_fn() -> dict[str, Any]:
-            result = model.evaluate(
-                eval_ids,
-                num_steps=config.num_steps,
-                seed=config.seed,
-                num_train_chars=len(train_ids),
-            )
+            result = validate(model, task, config.eval_chars)
             step = int(optimizer.iterations.numpy())
+            per = "line" if task.kind == "lines" else "window"
             metrics = {
                 "valid_bits_per_char": result["bits_per_char"],
-                "valid_nll_nats_per_window": result["nll_nats_per_window"],
+                f"valid_nll_nats_per_{per}": result[f"nll_nats_per_{per}"],
             }
             if model.variational:
                 metrics["valid_plug_in_bits_per_char"] = result["plug_in_bits_per_char"]
                 metrics["valid_elbo_bound_bits_per_char"] = result["elbo_bound_bits_per_char"]
-            metrics["sample"] = prime + vocabulary.decode(sampler([config.seed, step])[0])
+            metrics["sample"] = prime + decode_until(
+                vocabulary, sampler([config.seed, step])[0], task.eos
+            )
             return metrics
 
         history = rd.load_metrics().get("history", []) if resuming else []
-        chars_per_step = config.batch_size * config.num_steps
+        chars_per_step = config.batch_size * task.chars_per_example
         progress_bar = ProgressCallback(
             total=config.max_steps,
             initial=start_step,
             chars_per_step=chars_per_step,
-            num_steps=config.num_steps,
+            num_steps=task.chars_per_example,
             enabled=progress,
             out=out,
         )
@@ -216,11 +209,11 @@ def train(
             InterruptCheckCallback(),
             TimeBudgetCallback(config.budget_minutes, progress=time_progress),
             CheckpointCallback(manager, config.checkpoint_every),
-            TensorBoardCallback(rd.path / "tensorboard", chars_per_step, config.num_steps),
+            TensorBoardCallback(rd.path / "tensorboard", chars_per_step, task.chars_per_example),
             progress_bar,
         ]
         common = dict(
-            num_examples=num_windows,
+            num_examples=task.num_examples,
             num_steps=remaining,
             prior=model.prior,
             optimizer=optimizer,
@@ -242,7 +235,9 @@ def train(
                 **common,
             )
         else:
-            result = fit_map(distribution, dataset, **common)
+            result = fit_map(
+                distribution, dataset, log_likelihood_fn=task.log_likelihood_fn, **common
+            )
         evaluations = result.evaluations
     except KeyboardInterrupt:
         interrupted = True
@@ -264,7 +259,7 @@ def train(
             f"resume with: probseq train --run-dir {rd.path}"
         )
     history.extend(progress_bar.history)
-    metrics = _final_metrics(rd, config, model, valid_ids, len(train_ids), history, evaluations)
+    metrics = _final_metrics(rd, config, model, task, history, evaluations)
     metrics["step"] = final_step
     metrics["train_seconds_this_invocation"] = time.perf_counter() - started
     with INTERRUPTS.protect():
@@ -286,11 +281,31 @@ class InterruptCheckCallback(Callback):
         INTERRUPTS.check()
 
 
-def _final_metrics(rd, config, model, valid_ids, num_train_chars, history, evaluations):
-    previous = rd.load_metrics().get("evaluations", [])
-    valid = model.evaluate(
-        valid_ids, num_steps=config.num_steps, seed=config.seed, num_train_chars=num_train_chars
+def validate(model: RunModel, task, max_chars: int | None) -> dict[str, Any]:
+    """Validation metrics of the run's task on its first `max_chars` characters (None:
+    the whole validation split)."""
+    if task.kind == "lines":
+        rows = task.validation_rows(max_chars)
+        return line_metrics(model.network, rows, task.eos, task.num_steps)
+    return model.evaluate(
+        task.validation_ids(max_chars),
+        num_steps=model.config.num_steps,
+        seed=model.config.seed,
+        num_train_chars=task.num_train_chars,
     )
+
+
+def decode_until(vocabulary, ids, eos: int | None) -> str:
+    """The text of `ids`, up to (not including) the first `eos`."""
+    ids = np.asarray(ids)
+    if eos is not None and np.any(ids == eos):
+        ids = ids[: int(np.argmax(ids == eos))]
+    return vocabulary.decode(ids)
+
+
+def _final_metrics(rd, config, model, task, history, evaluations):
+    previous = rd.load_metrics().get("evaluations", [])
+    valid = validate(model, task, None)
     recent = [h["nll_nats_per_char"] for h in history[-50:]]
     return {
         "config": config.to_dict(),

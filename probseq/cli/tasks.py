@@ -1,0 +1,140 @@
+"""What a run trains on: fixed-length windows of a text, or one sequence per line.
+
+`TrainConfig.sequences` chooses the task; `train`, `probseq evaluate` / `sample` and
+`probseq.load` ask the task for the distribution, the batches and the held-out metrics,
+so both kinds of runs share one training loop.
+
+* `"windows"` (default): random `num_steps`-character windows of the training text, each
+  scored from a zero state (the tutorial's setting); held-out metrics per window and per
+  character (`probseq.evaluation.evaluate`).
+* `"lines"`: every non-empty line is one sequence that ends with an end token, the
+  newline (which no line contains), so bits per character count the newline as one
+  character of every line. Lines longer than `max_line_length` are cut there (and then
+  scored without their end). Batches group lines of similar length
+  (`probseq.data.bucketed_batches`, seeded and resumable); held-out metrics per line and
+  per character (`probseq.evaluation.evaluate_sequences`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from probseq.cli.config import ConfigError, TrainConfig
+from probseq.data import bucketed_batches, parse_sequences, random_windows
+from probseq.distributions import LSTMAutoregressive
+from probseq.evaluation import evaluate_sequences
+
+__all__ = ["LinesTask", "WindowsTask", "make_task"]
+
+
+class WindowsTask:
+    """Fixed-length windows of a text (see the module docstring)."""
+
+    kind = "windows"
+    eos = None
+
+    def __init__(self, config: TrainConfig, corpus, network):
+        self.config, self.network = config, network
+        self.train_ids = corpus.ids("train")
+        self.valid_ids = corpus.ids("valid")
+        self.num_examples = max(len(self.train_ids) // config.num_steps, 1)
+        self.chars_per_example = float(config.num_steps)
+        self.num_train_chars = len(self.train_ids)
+        self.log_likelihood_fn = None
+
+    def distribution(self) -> LSTMAutoregressive:
+        return LSTMAutoregressive(self.network, self.config.num_steps)
+
+    def dataset(self, start_step: int):
+        config = self.config
+        return random_windows(
+            self.train_ids, config.num_steps, config.batch_size, seed=config.seed,
+            start_batch=start_step,
+        )  # fmt: skip
+
+    def validation_ids(self, max_chars: int | None):
+        if max_chars is None:
+            return self.valid_ids
+        return self.valid_ids[: max(max_chars, self.config.num_steps)]
+
+
+class LinesTask:
+    """One sequence per line, ending with the newline as its end token."""
+
+    kind = "lines"
+
+    def __init__(self, config: TrainConfig, corpus, network):
+        vocabulary = corpus.vocabulary
+        if "\n" not in vocabulary:
+            raise ConfigError(
+                f"sequences='lines' needs a corpus with line breaks; {config.corpus!r} has none."
+            )
+        self.config, self.network = config, network
+        self.eos = vocabulary.id_of("\n")
+        self.num_steps = config.max_line_length + 1  # the longest line and its end token
+        self.rows = {
+            split: encode_lines(vocabulary, corpus.text(split), config.max_line_length)
+            for split in ("train", "valid")
+        }
+        if not self.rows["train"] or not self.rows["valid"]:
+            raise ConfigError(f"corpus {config.corpus!r} has no lines in its train or valid split.")
+        self.num_examples = len(self.rows["train"])
+        self.chars_per_example = float(np.mean([row.size + 1 for row in self.rows["train"]]))
+        self.num_train_chars = int(sum(row.size + 1 for row in self.rows["train"]))
+
+    def distribution(self) -> LSTMAutoregressive:
+        return LSTMAutoregressive(self.network, self.num_steps, eos=self.eos)
+
+    def log_likelihood_fn(self, batch):
+        lines = LSTMAutoregressive(
+            self.network, self.num_steps, eos=self.eos, lengths=batch["lengths"]
+        )
+        return lines.log_prob(batch["tokens"])
+
+    def dataset(self, start_step: int):
+        return bucketed_batches(
+            self.rows["train"], self.config.batch_size, seed=self.config.seed,
+            start_batch=start_step,
+        )  # fmt: skip
+
+    def validation_rows(self, max_chars: int | None) -> list[np.ndarray]:
+        rows = self.rows["valid"]
+        if max_chars is None:
+            return rows
+        total, chosen = 0, []
+        for row in rows:
+            chosen.append(row)
+            total += row.size + 1
+            if total >= max_chars:
+                break
+        return chosen
+
+
+def make_task(config: TrainConfig, corpus, network) -> WindowsTask | LinesTask:
+    """The task `config.sequences` names."""
+    return (LinesTask if config.sequences == "lines" else WindowsTask)(config, corpus, network)
+
+
+def encode_lines(vocabulary, text: str, max_length: int) -> list[np.ndarray]:
+    """Token ids of every non-empty line of `text` (cut at `max_length` characters)."""
+    return [vocabulary.encode(line[:max_length]).astype(np.int32) for line in parse_sequences(text)]
+
+
+def line_metrics(network, rows, eos: int, num_steps: int) -> dict[str, Any]:
+    """Held-out metrics of lines as a JSON-ready dict (the keys of a windows evaluation
+    where they mean the same; `nll_nats_per_line` instead of per window)."""
+    result = evaluate_sequences(network, rows, eos=eos, num_steps=num_steps)
+    return {
+        "mode": "lines",
+        "num_lines": result.num_sequences,
+        "num_chars": result.num_tokens,
+        "eos_counted_as_char": True,
+        "nll_nats_per_line": result.nll_nats_per_sequence,
+        "nll_nats_per_char": result.nll_nats_per_token,
+        "bits_per_char": result.bits_per_token,
+        "perplexity": math.exp(result.nll_nats_per_token),
+        "max_line_length": num_steps - 1,
+    }
