@@ -4,7 +4,8 @@ Every stochastic function in probseq takes `seed=` and reads it with `stateless_
 
 * a Python int `s` means the stateless pair `[s, 0]` (TFP alone treats an int as a
   *stateful* seed, a fresh draw on every call, so the same int would not give the same
-  result twice);
+  result twice); ints outside `[0, 2**31)` map to `[s mod 2**31, (s // 2**31) mod 2**31]`
+  (TFP's joint distributions pass such ints to their parts);
 * a pair of ints, or an integer `[2]` tensor (int64 is cast to the int32 pair it
   denotes), is used as it is;
 * None draws a fresh seed (not reproducible).
@@ -43,7 +44,8 @@ def stateless_seed(seed, salt: str | None = None) -> tf.Tensor:
     if isinstance(seed, (bool, np.bool_)):
         raise TypeError(f"seed must be an int, a pair of ints or a [2] tensor, got {seed!r}.")
     if isinstance(seed, (int, np.integer)):
-        seed = (int(seed), 0)
+        seed = int(seed)  # (s, 0) for 0 <= s < 2**31; larger ints (TFP passes such) fold in
+        seed = (seed % 2**31, (seed // 2**31) % 2**31)
     if seed is not None:
         seed = tf.convert_to_tensor(seed)
         if seed.dtype.is_integer and seed.dtype != tf.int32:

@@ -17,6 +17,9 @@ def test_an_int_means_the_pair_s_0():
     np.testing.assert_array_equal(stateless_seed(np.array([7, 0], np.int64)), [7, 0])
     assert not np.array_equal(stateless_seed(7, salt="a"), stateless_seed(7))
     assert split(7, 3).shape == [3, 2]
+    huge = 2**100 + 5  # TFP's joint distributions pass ints like this to their parts
+    np.testing.assert_array_equal(stateless_seed(huge), [5, 0])
+    np.testing.assert_array_equal(stateless_seed(-1), [2**31 - 1, 2**31 - 1])
     with pytest.raises(TypeError, match="seed must be"):
         stateless_seed(True)
 
