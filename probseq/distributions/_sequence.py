@@ -226,12 +226,7 @@ class _TokenSequenceDistribution(tfd.Distribution):
         """Params with their batch dims broadcast to `batch_shape` (no-op if unbatched)."""
         params = tf.nest.map_structure(tf.convert_to_tensor, self.params)
         bias = self._decoder_params(params)["output"]["bias"]
-        k = bias.shape.rank - 1
-        if k == 0 or bias.shape[:-1] == self.batch_shape:
-            return params
-        return tf.nest.map_structure(
-            lambda p: tf.broadcast_to(p, tf.concat([batch_shape, tf.shape(p)[k:]], 0)), params
-        )
+        return broadcast_params(params, bias.shape[:-1], self.batch_shape, batch_shape)
 
     def _temperature_for(self, batch_shape, trailing: int, leading: int = 0):
         """Temperature broadcast to `batch_shape`, as `[1]*leading + batch + [1]*trailing`."""
@@ -529,6 +524,22 @@ def sample_tokens(
         )
     perm = [batch_rank + 1] + list(range(1, batch_rank + 1)) + [0]
     return tf.transpose(samples, perm)  # :: [n] + batch + [T]
+
+
+def broadcast_params(params: dict, param_batch, static_batch, batch_shape) -> dict:
+    """Every leaf `pb + core` broadcast to `batch_shape + core` (no-op when `pb` is empty
+    or already the batch shape): the params' batch dims line up with the distribution's.
+
+    Args:
+      params: params structure of tensors; param_batch: static `pb` (a `TensorShape`);
+      static_batch: the distribution's static batch shape; batch_shape: its int32 tensor.
+    """
+    k = param_batch.rank
+    if k == 0 or param_batch == static_batch:
+        return params
+    return tf.nest.map_structure(
+        lambda p: tf.broadcast_to(p, tf.concat([batch_shape, tf.shape(p)[k:]], 0)), params
+    )
 
 
 # ------------------------------------------------------------------- argument checks

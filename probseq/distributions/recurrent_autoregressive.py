@@ -17,7 +17,7 @@ import tensorflow_probability as tfp
 # The sentinel has no public name in TFP 0.25.
 from tensorflow_probability.python.internal.parameter_properties import BIJECTOR_NOT_IMPLEMENTED
 
-from probseq.distributions._sequence import check_num_steps, check_params
+from probseq.distributions._sequence import broadcast_params, check_num_steps, check_params
 from probseq.distributions.heads import EmissionHead
 from probseq.nn.cells import cell_initial_state, network_cell
 from probseq.nn.dense import dense_outputs, dense_step
@@ -184,12 +184,7 @@ class RecurrentAutoregressive(tfd.Distribution):
 
     def _broadcast_params(self, batch_shape) -> dict:
         params = tf.nest.map_structure(tf.convert_to_tensor, self.params)
-        k = self._param_batch_shape().rank
-        if k == 0 or self._param_batch_shape() == self.batch_shape:
-            return params
-        return tf.nest.map_structure(
-            lambda p: tf.broadcast_to(p, tf.concat([batch_shape, tf.shape(p)[k:]], 0)), params
-        )
+        return broadcast_params(params, self._param_batch_shape(), self.batch_shape, batch_shape)
 
     def _float(self):
         return self._network.dtype
