@@ -423,8 +423,12 @@ def sample_tokens(
     temperature=None,
     eos: int | None = None,
     lengths=None,
+    greedy: bool = False,
 ):
     """`n` sequences of `num_steps` tokens, in one `tf.while_loop` over time (Gumbel-max).
+
+    The one decode loop for sampling and greedy decoding (`greedy=True`: the most
+    probable token at every step, no noise; `seed` unused).
 
     Args:
       logits: first-token logits `batch + [V]`.
@@ -457,6 +461,8 @@ def sample_tokens(
     sizes = slice_sizes(n, batch_rank, state)
 
     def draw(logits, step_seed, piece):
+        if greedy:  # argmax is the same with and without the temperature
+            return tf.argmax(logits, axis=-1, output_type=tf.int32)
         if temperature is not None:
             logits = logits / temperature
         # Gumbel-max: argmax(logits + G) ~ Categorical(logits); works for any rank.

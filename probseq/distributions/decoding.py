@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from probseq.distributions._sequence import _TokenSequenceDistribution
+from probseq.distributions._sequence import _TokenSequenceDistribution, sample_tokens
 from probseq.distributions.seq2seq import EncoderDecoder
 
 __all__ = ["beam_search", "greedy_decode"]
@@ -66,30 +66,22 @@ def greedy_decode(dist_or_network, source=None, target_steps: int | None = None)
     ```
     """
     dist = _as_distribution(dist_or_network, source, target_steps)
-    num_steps = dist.num_steps
-    eos = dist.eos
     start = dist.decoder_start()
-    first = tf.argmax(start.logits, axis=-1, output_type=tf.int32)  # :: batch
-    tokens = tf.TensorArray(tf.int32, size=num_steps, element_shape=first.shape)
-    tokens = tokens.write(0, first)
-
-    def body(t, token, state, tokens):
-        logits, state = start.step(token, state)
-        new = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        if eos is not None:  # after EOS: EOS padding
-            new = tf.where(tf.equal(token, eos), tf.cast(eos, tf.int32), new)
-        return t + 1, new, state, tokens.write(t, new)
-
-    if num_steps > 1:
-        _, _, _, tokens = tf.while_loop(
-            lambda t, *_: t < num_steps,
-            body,
-            (tf.constant(1), first, start.state, tokens),
-            maximum_iterations=num_steps - 1,
-        )
-    stacked = tokens.stack()  # :: [T] + batch
-    rank = stacked.shape.rank
-    return tf.transpose(stacked, list(range(1, rank)) + [0])
+    batch_shape = tf.shape(start.logits)[:-1]
+    tokens = sample_tokens(
+        start.logits,
+        start.state,
+        start.step,
+        n=1,
+        num_steps=dist.num_steps,
+        seed=tf.zeros([2], tf.int32),
+        batch_shape=batch_shape,
+        batch_rank=dist.batch_shape.rank,
+        eos=dist.eos,
+        lengths=dist._lengths_for(batch_shape, trailing=1),
+        greedy=True,
+    )  # :: [1] + batch + [T]
+    return tokens[0]
 
 
 def beam_search(
