@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,15 +183,19 @@ def export_saved_model(
     module.sample.get_concrete_function()
     module.log_prob.get_concrete_function()
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tf.saved_model.save(
-        module,
-        str(tmp),
-        signatures={
-            "sample": module.sample.get_concrete_function(),
-            "log_prob": module.log_prob.get_concrete_function(),
-        },
-    )
-    if out.exists():
-        out.rmdir()
-    os.replace(tmp, out)
+    try:
+        tf.saved_model.save(
+            module,
+            str(tmp),
+            signatures={
+                "sample": module.sample.get_concrete_function(),
+                "log_prob": module.log_prob.get_concrete_function(),
+            },
+        )
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:  # interrupted or failed: leave no half-written SavedModel
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return json.loads(module.info().numpy().decode())
