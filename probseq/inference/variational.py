@@ -144,6 +144,7 @@ def elbo_terms(
     draw_per_sequence: bool = False,
     seed=None,
     draws: Mapping | None = None,
+    log_likelihood_fn: Callable | None = None,
 ) -> ELBOTerms:
     """Reparameterized Monte Carlo estimate of the ELBO terms on a minibatch.
 
@@ -180,28 +181,41 @@ def elbo_terms(
       draws: optional given draws (params structure, leaves `[K] + core`, or `[B] +
         core` with `draw_per_sequence`) used instead of sampling (e.g. to evaluate the
         same draws as another estimator); `num_draws` and `seed` are then ignored.
+      log_likelihood_fn: optional `(batch, params) -> log-likelihoods` replacing
+        `likelihood.copy(params=...).log_prob(batch)`, for conditional or variable-length
+        models: `params` are the draws (leaves `[K] + core`); it returns `[K, B]` (one
+        value per draw and example), or `[B]` with `draw_per_sequence` (leaves `[B] +
+        core`, one draw per example).
 
     Returns:
       `ELBOTerms` (scalars, nats).
     """
-    batch = tf.convert_to_tensor(batch)
+    if log_likelihood_fn is None:
+        batch = tf.convert_to_tensor(batch)
     if draw_per_sequence:
         if num_draws != 1:
             raise ValueError("draw_per_sequence=True uses exactly one draw per sequence.")
         if draws is None:
             draws = surrogate.sample(tf.shape(batch)[0], seed=seed)  # leaves :: [B] + core
         draws = _plain(draws)
-        log_lik = likelihood.copy(params=draws).log_prob(batch)  # :: [B], one draw each
+        if log_likelihood_fn is not None:
+            log_lik = log_likelihood_fn(batch, draws)  # :: [B], one draw each
+        else:
+            log_lik = likelihood.copy(params=draws).log_prob(batch)  # :: [B], one draw each
         expected_nll = -tf.reduce_mean(log_lik)
     else:
         if draws is None:
             draws = surrogate.sample(num_draws, seed=seed)  # leaves :: [K] + core
         draws = _plain(draws)
-        num_sequences = batch.shape[0] if batch.shape[0] is not None else tf.shape(batch)[0]
-        log_lik = tfd.Sample(likelihood.copy(params=draws), num_sequences).log_prob(
-            batch
-        )  # :: [K], summed over the B sequences
-        expected_nll = -tf.reduce_mean(log_lik) / tf.cast(num_sequences, log_lik.dtype)
+        if log_likelihood_fn is not None:
+            log_lik = log_likelihood_fn(batch, draws)  # :: [K, B]
+            expected_nll = -tf.reduce_mean(log_lik)
+        else:
+            num_sequences = batch.shape[0] if batch.shape[0] is not None else tf.shape(batch)[0]
+            log_lik = tfd.Sample(likelihood.copy(params=draws), num_sequences).log_prob(
+                batch
+            )  # :: [K], summed over the B sequences
+            expected_nll = -tf.reduce_mean(log_lik) / tf.cast(num_sequences, log_lik.dtype)
     if has_closed_form_kl(prior):
         kl = surrogate.kl_divergence(prior)
     else:
@@ -293,6 +307,7 @@ def fit_variational(
     initial_step: int = 0,
     strategy: tf.distribute.Strategy | None = None,
     jit_compile: bool = False,
+    log_likelihood_fn: Callable | None = None,
 ) -> VariationalFitResult:
     """Fit a mean-field Normal posterior over an LSTM model's weights (Bayes by backprop).
 
@@ -339,6 +354,12 @@ def fit_variational(
       strategy: optional `tf.distribute.Strategy` (surrogate variables must have been
         created under its scope); every replica uses the same draws.
       jit_compile: compile the train step with XLA.
+      log_likelihood_fn: optional `(batch, params) -> [K, B]` log-likelihoods under the
+        `K` weight draws `params` (leaves `[K] + core`), replacing the distribution's
+        `log_prob`: conditional models (an `EncoderDecoder` of the batch's sources),
+        variable-length batches (`lengths=`), any likelihood built from the params
+        structure (see `elbo_terms`). The distribution then only gives the params
+        template (and the cell).
 
     Returns:
       A `VariationalFitResult` with the surrogate and the per-step trace.
@@ -391,6 +412,7 @@ def fit_variational(
                 num_draws=num_draws_per_step,
                 draw_per_sequence=draw_per_sequence,
                 seed=step_seed,
+                log_likelihood_fn=log_likelihood_fn,
             )
             # Per replica: the replica's share of the global-batch mean, and 1/R of the KL,
             # so that the all-reduced sum is the global objective.
