@@ -27,9 +27,8 @@ import tensorflow_probability as tfp
 from probseq.cli.config import TrainConfig
 from probseq.cli.models import RunModel
 from probseq.cli.rundir import RunDir, RunDirError
-from probseq.cli.tasks import line_metrics
-from probseq.cli.train import decode_until
-from probseq.data import Vocabulary, load_corpus, parse_sequences
+from probseq.cli.tasks import decode_until, encode_lines, line_metrics
+from probseq.data import Vocabulary, load_corpus
 from probseq.distributions import LSTMAutoregressive
 from probseq.seeds import stateless_seed
 
@@ -253,14 +252,7 @@ class TrainedModel:
             seed=seed,
             num_train_chars=self._num_train_chars() if self.surrogate is not None else None,
         )
-        result.update(
-            run_dir=str(self.path),
-            checkpoint=Path(self.checkpoint).name,
-            num_unknown_skipped=int(num_unknown),
-            on_unknown=on_unknown,
-            method=self.method,
-        )
-        return result
+        return self._with_provenance(result, num_unknown, on_unknown)
 
     @property
     def eos(self) -> int | None:
@@ -272,21 +264,18 @@ class TrainedModel:
     def _evaluate_lines(self, text: str, on_unknown: str, replacement) -> dict[str, Any]:
         """Every non-empty line of `text`, each scored from a zero state with its end."""
         limit = self.config.max_line_length
-        rows, num_unknown = [], 0
-        for line in parse_sequences(text):
-            ids, unknown = self.vocabulary.encode(
-                line[:limit], on_unknown, replacement, return_num_unknown=True
-            )
-            num_unknown += int(unknown)
-            if ids.size:
-                rows.append(ids.astype(np.int32))
+        rows, num_unknown = encode_lines(self.vocabulary, text, limit, on_unknown, replacement)
         if not rows:
             raise ValueError("the text has no non-empty lines to score.")
         result = line_metrics(self.network, rows, self.eos, limit + 1)
+        return self._with_provenance(result, num_unknown, on_unknown)
+
+    def _with_provenance(self, result: dict, num_unknown: int, on_unknown: str) -> dict:
+        """`result` with what it was computed from: run, checkpoint, unknown characters."""
         result.update(
             run_dir=str(self.path),
             checkpoint=Path(self.checkpoint).name,
-            num_unknown_skipped=num_unknown,
+            num_unknown_skipped=int(num_unknown),
             on_unknown=on_unknown,
             method=self.method,
         )

@@ -23,7 +23,12 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["INTERRUPTS", "Interrupts"]
+__all__ = ["INTERRUPTS", "Interrupts", "TrainingInterrupted", "run_interruptible"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `train` after it saved a checkpoint; the message says which and how
+    to resume."""
 
 
 class Interrupts:
@@ -94,7 +99,7 @@ def run_interruptible(command, *, nothing_saved: str) -> int:
     except BaseException as error:
         if not (isinstance(error, KeyboardInterrupt) or INTERRUPTS.requested):
             raise
-        message = str(error) if type(error).__name__ == "TrainingInterrupted" else ""
+        message = str(error) if isinstance(error, TrainingInterrupted) else ""
         print(f"probseq: {message or nothing_saved}", file=sys.stderr, flush=True)
         return 130
     finally:

@@ -27,7 +27,14 @@ from probseq.data import bucketed_batches, parse_sequences, random_windows
 from probseq.distributions import LSTMAutoregressive
 from probseq.evaluation import evaluate_sequences
 
-__all__ = ["LinesTask", "WindowsTask", "make_task"]
+__all__ = [
+    "LinesTask",
+    "WindowsTask",
+    "decode_until",
+    "encode_lines",
+    "line_metrics",
+    "make_task",
+]
 
 
 class WindowsTask:
@@ -76,7 +83,7 @@ class LinesTask:
         self.eos = vocabulary.id_of("\n")
         self.num_steps = config.max_line_length + 1  # the longest line and its end token
         self.rows = {
-            split: encode_lines(vocabulary, corpus.text(split), config.max_line_length)
+            split: encode_lines(vocabulary, corpus.text(split), config.max_line_length)[0]
             for split in ("train", "valid")
         }
         if not self.rows["train"] or not self.rows["valid"]:
@@ -118,9 +125,29 @@ def make_task(config: TrainConfig, corpus, network) -> WindowsTask | LinesTask:
     return (LinesTask if config.sequences == "lines" else WindowsTask)(config, corpus, network)
 
 
-def encode_lines(vocabulary, text: str, max_length: int) -> list[np.ndarray]:
-    """Token ids of every non-empty line of `text` (cut at `max_length` characters)."""
-    return [vocabulary.encode(line[:max_length]).astype(np.int32) for line in parse_sequences(text)]
+def encode_lines(
+    vocabulary, text: str, max_length: int, on_unknown: str = "error", replacement=None
+) -> tuple[list[np.ndarray], int]:
+    """Token ids of every non-empty line of `text` (cut at `max_length` characters), and
+    the number of unknown characters skipped or replaced (`Vocabulary.encode`'s
+    `on_unknown`); a line left empty by skipping is dropped."""
+    rows, num_unknown = [], 0
+    for line in parse_sequences(text):
+        ids, unknown = vocabulary.encode(
+            line[:max_length], on_unknown, replacement, return_num_unknown=True
+        )
+        num_unknown += int(unknown)
+        if ids.size:
+            rows.append(ids.astype(np.int32))
+    return rows, num_unknown
+
+
+def decode_until(vocabulary, ids, eos: int | None) -> str:
+    """The text of `ids`, up to (not including) the first `eos`."""
+    ids = np.asarray(ids)
+    if eos is not None and np.any(ids == eos):
+        ids = ids[: int(np.argmax(ids == eos))]
+    return vocabulary.decode(ids)
 
 
 def line_metrics(network, rows, eos: int, num_steps: int) -> dict[str, Any]:

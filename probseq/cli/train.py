@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from probseq.cli.config import ARCHITECTURE_FIELDS, TrainConfig
-from probseq.cli.interrupts import INTERRUPTS
+from probseq.cli.interrupts import INTERRUPTS, TrainingInterrupted
 from probseq.cli.models import RunModel
 from probseq.cli.reporting import (
     CheckpointCallback,
@@ -23,7 +23,7 @@ from probseq.cli.reporting import (
     plot_learning_curve,
 )
 from probseq.cli.rundir import RunDir, RunDirError, corpus_setting
-from probseq.cli.tasks import line_metrics, make_task
+from probseq.cli.tasks import decode_until, line_metrics, make_task
 from probseq.data import load_corpus
 from probseq.inference import Callback, fit_map, fit_variational
 
@@ -268,11 +268,6 @@ def train(
     return metrics
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped `train` after it saved a checkpoint; the message says which and how
-    to resume."""
-
-
 class InterruptCheckCallback(Callback):
     """Stops training after the current step once Ctrl-C was pressed, even if the
     `KeyboardInterrupt` it raised was swallowed somewhere (e.g. inside a `__del__`)."""
@@ -293,14 +288,6 @@ def validate(model: RunModel, task, max_chars: int | None) -> dict[str, Any]:
         seed=model.config.seed,
         num_train_chars=task.num_train_chars,
     )
-
-
-def decode_until(vocabulary, ids, eos: int | None) -> str:
-    """The text of `ids`, up to (not including) the first `eos`."""
-    ids = np.asarray(ids)
-    if eos is not None and np.any(ids == eos):
-        ids = ids[: int(np.argmax(ids == eos))]
-    return vocabulary.decode(ids)
 
 
 def _final_metrics(rd, config, model, task, history, evaluations):
