@@ -328,9 +328,10 @@ def use_probseq_threads(batch_size: int | None = None, hidden_sizes=None) -> Non
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `probseq` console script. Returns the exit status.
 
-    Quiets TensorFlow's C++ logs before TensorFlow is imported (unless the user set
-    `TF_CPP_MIN_LOG_LEVEL`); Ctrl-C at any moment exits with status 130 and one line
-    saying what was saved (`probseq.cli.interrupts`).
+    Sets `TF_CPP_MIN_LOG_LEVEL=3` before TensorFlow is imported unless the user set it
+    (the console script also filters the C++ lines that ignore it, see `console`);
+    Ctrl-C at any moment exits with status 130 and one line saying what was saved
+    (`probseq.cli.interrupts`).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    _import_tensorflow_quietly()
+    _quiet_tensorflow_python_logs()
     if args.command != "train":  # train decides once its config is resolved
         use_probseq_threads()
     from probseq.cli.rundir import RunDirError
@@ -384,30 +385,14 @@ _UNKNOWN_HINTS = {
 }
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow without its start-up noise, unless the user asked for logs.
+def _quiet_tensorflow_python_logs() -> None:
+    """TensorFlow's Python warnings (retracing notices and the like) are for developers;
+    unless the user asked for logs (`TF_CPP_MIN_LOG_LEVEL` below 2) they are lowered to
+    errors. Its C++ log lines are filtered by the console script (`console`)."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("2", "3"):
+        import tensorflow as tf
 
-    With `TF_CPP_MIN_LOG_LEVEL` at 2 or 3 (our default), the lines that TensorFlow's
-    plugins print while loading, before TensorFlow reads that variable (CUDA factory
-    registrations on a CPU-only machine, absl's pre-initialization notice), are sent to
-    /dev/null, and TensorFlow's Python warnings (retracing, XLA's "Ignoring Assert") are
-    lowered to errors. A failing import still raises its Python exception after stderr
-    is restored.
-    """
-    import logging
-
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") not in ("2", "3") or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        tf.get_logger().setLevel("ERROR")
 
 
 def console() -> None:
