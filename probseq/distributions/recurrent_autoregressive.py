@@ -199,17 +199,20 @@ class RecurrentAutoregressive(tfd.Distribution):
         return super()._call_prob(value, name, **kwargs)
 
     def _check_value_dtype(self, value) -> None:
-        """Before TFP casts the value to the head's dtype: floats are never truncated to
-        the integers of a Bernoulli head."""
+        """Before TFP converts the value to the head's dtype: no booleans, and floats are
+        never truncated to the integers of a Bernoulli head."""
         dtype = getattr(value, "dtype", None)
         if dtype is None and isinstance(value, (list, tuple)):
             dtype = np.asarray(value).dtype
-        if dtype is None or not self.dtype.is_integer:
+        if dtype is None:
             return
-        if tf.as_dtype(dtype).is_floating:
+        dtype = tf.as_dtype(dtype)
+        if dtype.is_bool:
+            raise TypeError(f"{self.name}: values must be numbers, got dtype bool.")
+        if self.dtype.is_integer and dtype.is_floating:
             raise TypeError(
                 f"{self.name}: a {self._head.name} head takes integer values, got dtype "
-                f"{tf.as_dtype(dtype).name}; cast 0/1 values with tf.cast(x, tf.int32)."
+                f"{dtype.name}; cast 0/1 values with tf.cast(x, tf.int32)."
             )
 
     def _log_prob(self, x):
@@ -255,13 +258,6 @@ class RecurrentAutoregressive(tfd.Distribution):
         return tf.transpose(log_prob, back)
 
     def _check_event_shape(self, x, event_rank: int) -> None:
-        if x.dtype.is_bool:
-            raise TypeError(f"{self.name}: values must be numbers, got dtype bool.")
-        if self.dtype.is_integer and x.dtype.is_floating:
-            raise TypeError(
-                f"{self.name}: a {self._head.name} head takes integer values, got dtype "
-                f"{x.dtype.name}."
-            )
         want = self.event_shape.as_list()
         if x.shape.rank is None:
             return
