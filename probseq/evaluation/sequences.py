@@ -9,6 +9,7 @@ function for all batch widths.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -131,7 +132,11 @@ def evaluate_sequences(
     num_steps = num_steps or longest + (eos is not None)
     if longest > num_steps:
         raise ValueError(f"a sequence has {longest} tokens, more than num_steps={num_steps}.")
-    score = _compiled_scorer(network, num_steps, eos, temperature)
+    if temperature is None or isinstance(temperature, (int, float)):
+        # One compiled scorer per network and setting: periodic validation reuses its trace.
+        score = _cached_scorer(network, num_steps, eos, temperature)
+    else:
+        score = _compiled_scorer(network, num_steps, eos, temperature)
     order = np.argsort(lengths, kind="stable")
     log_likelihoods = np.empty(len(rows), np.float64)
     for start in range(0, len(rows), batch_size):
@@ -157,6 +162,11 @@ def _as_rows(sequences) -> list[np.ndarray]:
             raise TypeError("every sequence must be a 1-D sequence of integer token ids.")
         rows.append(row.astype(np.int64))
     return rows
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_scorer(network, num_steps: int, eos, temperature):
+    return _compiled_scorer(network, num_steps, eos, temperature)
 
 
 def _compiled_scorer(network, num_steps: int, eos, temperature):
