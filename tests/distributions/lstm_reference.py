@@ -8,6 +8,7 @@ token), so a test comparing against it checks the library rather than itself.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -168,3 +169,25 @@ def perturbed_params(net: probseq.LSTMNetwork, batch_shape, seed: int, scale: fl
         ),
         net.params,
     )
+
+
+def bernstein_radius(p: np.ndarray, n: int, delta: float) -> np.ndarray:
+    """Half-width `eps` with `P(|K/n - p| >= eps) <= delta` for `K ~ Binomial(n, p)`.
+
+    Bernstein's inequality for the mean of n i.i.d. indicators (|X - p| <= 1, variance
+    s2 = p (1 - p)) gives `P(|K/n - p| >= eps) <= 2 exp(-n eps^2 / (2 s2 + 2 eps / 3))`.
+    Setting the right side to `delta` and writing `a = log(2 / delta) / n` leaves the
+    quadratic `eps^2 - (2a/3) eps - 2 a s2 = 0`, whose positive root is returned. Unlike a
+    normal approximation this is a rigorous bound, also for tiny `p`.
+    """
+    a = math.log(2.0 / delta) / n
+    return a / 3.0 + np.sqrt(a * a / 9.0 + 2.0 * a * p * (1.0 - p))
+
+
+def eos_canonical(rows: np.ndarray, eos: int) -> np.ndarray:
+    """Whether each row `[T]` holds only EOS after its first EOS (the canonical padding)."""
+    out = []
+    for row in np.asarray(rows):
+        hits = np.flatnonzero(row == eos)
+        out.append(hits.size == 0 or bool(np.all(row[hits[0] :] == eos)))
+    return np.array(out, bool)

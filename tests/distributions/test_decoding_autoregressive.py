@@ -11,6 +11,7 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
+from lstm_reference import eos_canonical
 
 import probseq
 from probseq.distributions import beam_search, greedy_decode
@@ -24,12 +25,6 @@ def _net(cell="lstm"):
     for i, variable in enumerate(net.trainable_variables):
         variable.assign_add(tf.random.stateless_normal(variable.shape, (7, i), stddev=0.9))
     return net
-
-
-def _canonical(rows):
-    return np.array(
-        [(row == EOS).sum() == 0 or np.all(row[np.argmax(row == EOS) :] == EOS) for row in rows]
-    )
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -48,7 +43,7 @@ def test_full_beam_enumerates_and_finds_the_mode(cell, eos):
     np.testing.assert_array_equal(tokens[0], ALL[np.argmax(log_prob)])  # the exact mode
     np.testing.assert_allclose(scores[alive], dist.log_prob(tokens[alive]), rtol=1e-5)
     if eos is not None:
-        assert np.all(_canonical(tokens[alive]))
+        assert np.all(eos_canonical(tokens[alive], EOS))
 
 
 @pytest.mark.parametrize("eos", [None, EOS])
@@ -59,7 +54,7 @@ def test_greedy_equals_a_beam_of_one(eos):
     np.testing.assert_array_equal(greedy, tokens.numpy()[:, 0])
     np.testing.assert_allclose(scores.numpy()[:, 0], dist.log_prob(greedy), rtol=1e-5)
     if eos is not None:
-        assert np.all(_canonical(greedy))
+        assert np.all(eos_canonical(greedy, EOS))
     compiled = tf.function(lambda: greedy_decode(dist), jit_compile=True)()
     np.testing.assert_array_equal(compiled, greedy)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import tensorflow as tf
+from lstm_reference import bernstein_radius
 
 import probseq
 from probseq.distributions import RecurrentAutoregressive, heads
@@ -116,9 +115,6 @@ def test_count_heads_sum_to_one(name):
 
 
 # ----------------------------------------------------------------------- sampling
-def _bernstein_radius(p, n, delta):
-    a = math.log(2.0 / delta) / n
-    return a / 3.0 + np.sqrt(a * a / 9.0 + 2.0 * a * p * (1.0 - p))
 
 
 @pytest.mark.slow
@@ -130,7 +126,7 @@ def test_bernoulli_sample_frequencies_match_exp_log_prob():
     freqs = np.bincount(codes, minlength=8) / n
     every = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])
     probs = np.exp(dist.log_prob(every).numpy().astype(np.float64))
-    assert np.all(np.abs(freqs - probs) <= _bernstein_radius(probs, n, 1e-9 / 8))
+    assert np.all(np.abs(freqs - probs) <= bernstein_radius(probs, n, 1e-9 / 8))
 
 
 @pytest.mark.slow
@@ -145,7 +141,7 @@ def test_continuous_samples_match_the_first_step_distribution(name):
     params = net.params
     out, _ = dense_step(params, None, cell_initial_state(params, [1], cell=net.cell_type))
     p = float(head.distribution(out).cdf(0.0)[0])
-    assert abs(np.mean(first <= 0.0) - p) <= _bernstein_radius(p, n, 1e-9)
+    assert abs(np.mean(first <= 0.0) - p) <= bernstein_radius(p, n, 1e-9)
 
 
 def test_seeded_sampling_in_eager_tf_function_and_xla():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from lstm_reference import all_sequences, perturbed_params, randomized_network
+from lstm_reference import all_sequences, bernstein_radius, perturbed_params, randomized_network
 
 import probseq
 
@@ -18,22 +18,9 @@ N = 200_000
 FAILURE_PROBABILITY = 1e-9
 
 
-def _bernstein_radius(p: np.ndarray, n: int, delta: float) -> np.ndarray:
-    """Half-width `eps` with `P(|K/n - p| >= eps) <= delta` for `K ~ Binomial(n, p)`.
-
-    Bernstein's inequality for the mean of n i.i.d. indicators (|X - p| <= 1, variance
-    s2 = p (1 - p)) gives `P(|K/n - p| >= eps) <= 2 exp(-n eps^2 / (2 s2 + 2 eps / 3))`.
-    Setting the right side to `delta` and writing `a = log(2 / delta) / n` leaves the
-    quadratic `eps^2 - (2a/3) eps - 2 a s2 = 0`, whose positive root is returned. Unlike a
-    normal approximation this is a rigorous bound, also for tiny `p`.
-    """
-    a = math.log(2.0 / delta) / n
-    return a / 3.0 + np.sqrt(a * a / 9.0 + 2.0 * a * p * (1.0 - p))
-
-
 def _radius(p: np.ndarray, n: int = N) -> np.ndarray:
     # Union bound over every cell compared in one test: each gets delta / (#cells).
-    return _bernstein_radius(p, n, FAILURE_PROBABILITY / p.size)
+    return bernstein_radius(p, n, FAILURE_PROBABILITY / p.size)
 
 
 def _frequencies(samples: np.ndarray) -> np.ndarray:

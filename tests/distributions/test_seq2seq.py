@@ -1,12 +1,12 @@
 """Contract of `EncoderDecoder` (for every cell) and of greedy decoding / beam search."""
 
 import itertools
-import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from lstm_reference import bernstein_radius
 
 from probseq.distributions import EncoderDecoder, beam_search, greedy_decode
 from probseq.nn import CELL_NAMES, Seq2SeqNetwork
@@ -236,16 +236,6 @@ N = 100_000
 FAILURE_PROBABILITY = 1e-9
 
 
-def _bernstein_radius(p: np.ndarray, n: int, delta: float) -> np.ndarray:
-    """`eps` with `P(|K/n - p| >= eps) <= delta` for `K ~ Binomial(n, p)` (Bernstein).
-
-    `P(|K/n - p| >= eps) <= 2 exp(-n eps^2 / (2 p (1 - p) + 2 eps / 3))`; with
-    `a = log(2 / delta) / n` the positive root of `eps^2 - (2a/3) eps - 2 a p (1-p) = 0`.
-    """
-    a = math.log(2.0 / delta) / n
-    return a / 3.0 + np.sqrt(a * a / 9.0 + 2.0 * a * p * (1.0 - p))
-
-
 def _frequencies(samples: np.ndarray) -> np.ndarray:
     codes = samples @ (V ** np.arange(T - 1, -1, -1))  # :: [n] + batch
     codes = np.moveaxis(codes, 0, -1).reshape(-1, samples.shape[0])
@@ -263,7 +253,7 @@ def test_sample_frequencies_match_exp_log_prob(cell):
     dist = EncoderDecoder(NETS32[cell], SOURCES, T, temperature=[0.6, 1.5])
     probs = _exact_probs(dist)  # :: [2, 27]
     freqs = _frequencies(dist.sample(N, seed=(2024, 7)).numpy())
-    radius = _bernstein_radius(probs, N, FAILURE_PROBABILITY / probs.size)
+    radius = bernstein_radius(probs, N, FAILURE_PROBABILITY / probs.size)
     np.testing.assert_array_less(np.abs(freqs - probs), radius)
     # Power: the two batch members (different source and temperature) are distinguishable.
     assert np.any(np.abs(probs[0] - probs[1]) > radius[0] + radius[1])

@@ -9,13 +9,11 @@ sampling stops per sequence and pads.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from lstm_reference import all_sequences, perturbed_params
+from lstm_reference import all_sequences, bernstein_radius, eos_canonical, perturbed_params
 
 import probseq
 from probseq.distributions import EncoderDecoder
@@ -32,15 +30,6 @@ def _net(cell: str = "lstm", seed: int = 3) -> probseq.LSTMNetwork:
     for i, variable in enumerate(net.trainable_variables):
         variable.assign_add(tf.random.stateless_normal(variable.shape, (seed, i), stddev=0.8))
     return net
-
-
-def _canonical(rows: np.ndarray, eos: int) -> np.ndarray:
-    """Whether each row is EOS-padded after its first EOS."""
-    out = []
-    for row in rows:
-        hits = np.flatnonzero(row == eos)
-        out.append(hits.size == 0 or bool(np.all(row[hits[0] :] == eos)))
-    return np.array(out)
 
 
 CASES = {
@@ -62,7 +51,7 @@ def test_eos_distribution_is_normalized_over_canonical_sequences(cell, case):
     batch = dist.batch_shape.as_list()
     x = ALL.reshape((len(ALL),) + (1,) * len(batch) + (T,))
     log_prob = dist.log_prob(x).numpy().astype(np.float64)  # :: [27] + batch
-    canonical = _canonical(ALL, EOS)
+    canonical = eos_canonical(ALL, EOS)
     assert canonical.sum() == 15  # 1 + 2 + 4 + 8 sequences end at position 0, 1, 2, none
     assert np.all(np.isneginf(log_prob[~canonical]))
     np.testing.assert_allclose(np.exp(log_prob[canonical]).sum(0), 1.0, atol=1e-5)
@@ -86,7 +75,7 @@ def test_encoder_decoder_with_eos_is_normalized():
     net = probseq.nn.Seq2SeqNetwork(4, V, hidden_size=H, seed=2)
     dist = EncoderDecoder(net, [[1, 2, 3], [3, 0, 1]], T, eos=EOS)
     log_prob = dist.log_prob(ALL[:, None, :]).numpy().astype(np.float64)  # :: [27, 2]
-    canonical = _canonical(ALL, EOS)
+    canonical = eos_canonical(ALL, EOS)
     np.testing.assert_allclose(np.exp(log_prob[canonical]).sum(0), [1.0, 1.0], atol=1e-5)
     assert np.all(np.isneginf(log_prob[~canonical]))
 
@@ -152,10 +141,6 @@ def test_ragged_log_prob_in_tf_function_and_xla():
 
 
 # -------------------------------------------------------------------------- sampling
-def _bernstein_radius(p: np.ndarray, n: int, delta: float) -> np.ndarray:
-    """Rigorous half-width with `P(|K/n - p| >= eps) <= delta` (see test_sampling.py)."""
-    a = math.log(2.0 / delta) / n
-    return a / 3.0 + np.sqrt(a * a / 9.0 + 2.0 * a * p * (1.0 - p))
 
 
 @pytest.mark.slow
@@ -164,7 +149,7 @@ def test_samples_are_canonical_and_match_exp_log_prob(kwargs):
     dist = probseq.LSTMAutoregressive(_net("lstm"), T, **kwargs)
     samples = dist.sample(N, seed=(4, 2)).numpy()  # :: [N, T]
     if "eos" in kwargs:
-        assert np.all(_canonical(samples, EOS))
+        assert np.all(eos_canonical(samples, EOS))
     else:
         assert np.all(samples[:, 2:] == 0)  # padding past the length
     codes = samples @ (V ** np.arange(T - 1, -1, -1))
@@ -174,7 +159,7 @@ def test_samples_are_canonical_and_match_exp_log_prob(kwargs):
         probs = np.where(np.all(ALL[:, 2:] == 0, axis=1), probs, 0.0)
     probs = np.where(np.isfinite(probs), probs, 0.0)
     np.testing.assert_allclose(probs.sum(), 1.0, atol=1e-5)
-    radius = _bernstein_radius(probs, N, FAILURE_PROBABILITY / probs.size)
+    radius = bernstein_radius(probs, N, FAILURE_PROBABILITY / probs.size)
     assert np.all(np.abs(freqs - probs) <= radius)
 
 
@@ -185,7 +170,7 @@ def test_eos_sampling_is_seeded_in_eager_tf_function_and_xla():
     np.testing.assert_array_equal(tf.function(lambda: dist.sample(6, seed=(5, 6)))(), eager)
     xla = tf.function(lambda: dist.sample(6, seed=(5, 6)), jit_compile=True)
     np.testing.assert_array_equal(xla(), xla())  # deterministic (XLA's own RNG lowering)
-    assert np.all(_canonical(eager.reshape(-1, 7), EOS))
+    assert np.all(eos_canonical(eager.reshape(-1, 7), EOS))
     assert np.all(np.isfinite(dist.log_prob(eager)))
 
 
