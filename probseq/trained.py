@@ -239,6 +239,11 @@ class TrainedModel:
         """
         if on_unknown == "replace" and replacement is None:
             replacement = " "
+        if replacement is not None and replacement not in self.vocabulary:
+            raise ValueError(
+                f"the replacement {replacement!r} is not a symbol of the run's vocabulary "
+                f"({len(self.vocabulary)} symbols); choose one of them."
+            )
         if self.eos is not None:
             return self._evaluate_lines(text, on_unknown, replacement)
         ids, num_unknown = self.vocabulary.encode(

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 
 from probseq.cli.config import ConfigError, TrainConfig, load_config_file, resolve_config
 from probseq.cli.interrupts import run_interruptible
@@ -212,6 +213,8 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from probseq.cli.runs import evaluate_run
 
+    if args.replacement is not None and args.on_unknown != "replace":
+        raise ValueError("--replacement is used with --on-unknown replace only.")
     result = evaluate_run(
         args.run_dir,
         split=None if args.text else args.split,
@@ -234,14 +237,13 @@ def format_evaluation(result: dict) -> str:
     """The human-readable report of `probseq evaluate` (MAP and variational runs)."""
     variational = result.get("method") == "variational"
     what = "posterior predictive " if variational else ""
-    lines = [
-        f"run:                  {result['run_dir']} ({result['method']}, "
-        f"checkpoint {result['checkpoint']})",
-        f"data:                 {result['source']} ({result['num_chars']:,} chars scored)",
+    rows = [
+        ("run", f"{result['run_dir']} ({result['method']}, checkpoint {result['checkpoint']})"),
+        ("data", f"{result['source']} ({result['num_chars']:,} chars scored)"),
     ]
     if result.get("num_unknown_skipped"):
         verb = "replaced" if result.get("on_unknown") == "replace" else "skipped"
-        lines.append(f"unknown characters:   {result['num_unknown_skipped']:,} {verb}")
+        rows.append(("unknown characters", f"{result['num_unknown_skipped']:,} {verb}"))
     if result["mode"] == "windows":
         mode = f"windows of {result['num_steps']} chars, each from a zero state"
     elif result["mode"] == "lines":
@@ -252,27 +254,24 @@ def format_evaluation(result: dict) -> str:
     else:
         mode = "one stream, state carried over the whole text"
     per = "line" if result["mode"] == "lines" else "window"
-    lines += [
-        f"mode:                 {mode}",
-        f"{what}NLL per {per}:{' ' * (7 if per == 'window' else 9)}"
-        f"{result[f'nll_nats_per_{per}']:.4f} nats",
-        f"{what}NLL per char:         {result['nll_nats_per_char']:.4f} nats",
-        f"{what}bits per char:        {result['bits_per_char']:.4f}",
-        f"{what}perplexity:           {result['perplexity']:.4f}",
+    rows += [
+        ("mode", mode),
+        (f"{what}NLL per {per}", f"{result[f'nll_nats_per_{per}']:.4f} nats"),
+        (f"{what}NLL per char", f"{result['nll_nats_per_char']:.4f} nats"),
+        (f"{what}bits per char", f"{result['bits_per_char']:.4f}"),
+        (f"{what}perplexity", f"{result['perplexity']:.4f}"),
     ]
     if variational:
         seed = result.get("seed")
         seed = seed[0] if isinstance(seed, list) else seed  # the --seed given
-        lines.append(f"posterior draws:      {result['num_draws']} (seed {seed})")
+        rows.append(("posterior draws", f"{result['num_draws']} (seed {seed})"))
         if result.get("plug_in_bits_per_char") is not None:
-            lines.append(
-                f"plug-in bits per char (posterior mean): {result['plug_in_bits_per_char']:.4f}"
-            )
+            plug_in = result["plug_in_bits_per_char"]
+            rows.append(("plug-in bits per char (posterior mean)", f"{plug_in:.4f}"))
         if result.get("elbo_bound_bits_per_char") is not None:
-            lines.append(
-                f"ELBO bound, bits per char:              {result['elbo_bound_bits_per_char']:.4f}"
-            )
-    return "\n".join(lines)
+            elbo = result["elbo_bound_bits_per_char"]
+            rows.append(("ELBO bound, bits per char", f"{elbo:.4f}"))
+    return "\n".join(f"{label + ':':<21} {value}" for label, value in rows)
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -357,7 +356,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         "export": _run_export,
     }
     try:
-        return handlers[args.command](args)
+        with warnings.catch_warnings():
+            # A command-line user gets one line per warning, not Python's source lines.
+            warnings.showwarning = lambda message, *_, **__: print(
+                f"probseq {args.command}: warning: {message}", file=sys.stderr
+            )
+            return handlers[args.command](args)
     except UnknownCharacterError as error:
         print(
             f"probseq {args.command}: error: {error.describe()}. "

@@ -193,3 +193,21 @@ def test_console_script_prints_no_tensorflow_logs(runs):
     )
     assert is_tensorflow_log_line(b"2026-12-01 09:39:21.487790: I tensorflow/core/util/port.cc")
     assert not is_tensorflow_log_line(b"probseq evaluate: error: --text x: no such file.")
+
+
+def test_replacement_errors_and_warnings_speak_to_a_command_line_user(runs, tmp_path, capsys):
+    text = tmp_path / "held_out.txt"
+    text.write_text("the king ZZ\n" * 5)
+    base = ["evaluate", str(runs["map"]), "--text", str(text)]
+    capsys.readouterr()
+    assert main([*base, "--replacement", " "]) == 2
+    assert "--replacement is used with --on-unknown replace only" in capsys.readouterr().err
+    assert main([*base, "--on-unknown", "replace", "--replacement", "#"]) == 2
+    err = capsys.readouterr().err
+    assert "'#' is not a symbol of the run's vocabulary" in err and "on_unknown=" not in err
+    args = ["compare", str(runs["map"]), str(runs["variational"]), "--split", "valid",
+            "--draws", "4"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "probseq compare: warning: model" in err and "has only 4 posterior draws" in err
+    assert "warnings.warn(" not in err and ".py:" not in err
