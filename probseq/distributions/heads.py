@@ -25,6 +25,8 @@ import dataclasses
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from probseq.composite import AutoComposite
+
 tfd = tfp.distributions
 
 __all__ = [
@@ -39,9 +41,13 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class EmissionHead:
+class EmissionHead(AutoComposite):
     """Base class: subclasses set `name`, `params_per_coordinate`, `dtype` and implement
     `_scalar_distribution(raw)` for `raw :: [..., params_per_coordinate]`.
+
+    A head is a composite tensor with no components (its fields are the metadata), so a
+    distribution holding it passes through `tf.function`; a subclass that adds fields
+    keeps them as dataclass fields (readable by name, as the rebuild needs).
 
     Attributes:
       event_size: None for scalar values, `D` for vectors `[D]`.

@@ -167,8 +167,16 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         return self._prefix
 
     @property
-    def params(self) -> dict:
-        """The params structure in use: the explicit `params`, else the network's."""
+    def params(self) -> dict | None:
+        """The explicit `params` as given (checked), or None when the distribution reads
+        its network's variables (TFP's convention: a property returns its constructor
+        argument; `tfp.experimental.auto_composite_tensor` rebuilds from it)."""
+        return self._params
+
+    @property
+    def params_in_use(self) -> dict:
+        """The params structure the methods read: the explicit `params`, else the
+        network's variables."""
         return self._network.params if self._params is None else self._params
 
     # ------------------------------------------------------------------- internals

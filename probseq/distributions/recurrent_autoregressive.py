@@ -28,7 +28,7 @@ tfd = tfp.distributions
 __all__ = ["RecurrentAutoregressive"]
 
 
-class RecurrentAutoregressive(tfd.Distribution):
+class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
     """Autoregressive distribution over `num_steps` values with recurrent conditionals.
 
     #### Mathematical details
@@ -146,7 +146,16 @@ class RecurrentAutoregressive(tfd.Distribution):
         return self._lengths
 
     @property
-    def params(self) -> dict:
+    def params(self) -> dict | None:
+        """The explicit `params` as given (checked), or None when the distribution reads
+        its network's variables (TFP's convention: a property returns its constructor
+        argument; `tfp.experimental.auto_composite_tensor` rebuilds from it)."""
+        return self._params
+
+    @property
+    def params_in_use(self) -> dict:
+        """The params structure the methods read: the explicit `params`, else the
+        network's variables."""
         return self._network.params if self._params is None else self._params
 
     def _event_shape(self):
@@ -156,7 +165,7 @@ class RecurrentAutoregressive(tfd.Distribution):
         return tf.constant([self._num_steps, *self._head.event_shape], tf.int32)
 
     def _param_batch_shape(self):
-        return self.params["output"]["bias"].shape[:-1]
+        return self.params_in_use["output"]["bias"].shape[:-1]
 
     def _batch_shape(self):
         shape = self._param_batch_shape()
@@ -165,7 +174,7 @@ class RecurrentAutoregressive(tfd.Distribution):
         return shape
 
     def _batch_shape_tensor(self):
-        shape = tf.shape(self.params["output"]["bias"])[:-1]
+        shape = tf.shape(self.params_in_use["output"]["bias"])[:-1]
         if self._lengths is not None:
             shape = tf.broadcast_dynamic_shape(shape, tf.shape(self._lengths))
         return shape
@@ -183,7 +192,7 @@ class RecurrentAutoregressive(tfd.Distribution):
         return rank
 
     def _broadcast_params(self, batch_shape) -> dict:
-        params = tf.nest.map_structure(tf.convert_to_tensor, self.params)
+        params = tf.nest.map_structure(tf.convert_to_tensor, self.params_in_use)
         return broadcast_params(params, self._param_batch_shape(), self.batch_shape, batch_shape)
 
     def _float(self):

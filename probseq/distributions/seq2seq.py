@@ -158,8 +158,16 @@ class EncoderDecoder(_TokenSequenceDistribution):
         return self._network.target_vocab_size
 
     @property
-    def params(self) -> dict:
-        """The params in use: the explicit `params`, else the network's variables."""
+    def params(self) -> dict | None:
+        """The explicit `params` as given (checked), or None when the distribution reads
+        its network's variables (TFP's convention: a property returns its constructor
+        argument; `tfp.experimental.auto_composite_tensor` rebuilds from it)."""
+        return self._params
+
+    @property
+    def params_in_use(self) -> dict:
+        """The params structure the methods read: the explicit `params`, else the
+        network's variables."""
         return self._network.params if self._params is None else self._params
 
     # ------------------------------------------------------------------ internals

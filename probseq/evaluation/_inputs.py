@@ -61,7 +61,7 @@ def resolve_model(model, params, temperature, cell=None) -> ResolvedModel:
                 )
             temperature = model.temperature
         default_num_steps = model.num_steps
-        model_params = model.params
+        model_params = model.params_in_use
         stated = network_cell(model.network)
     elif isinstance(model, LSTMNetwork):
         model_params = model.params

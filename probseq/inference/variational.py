@@ -104,7 +104,7 @@ def joint_distribution(
       The joint; `log_prob_parts({"params": w, "x": x})` gives `{"params": log p(w),
       "x": log p(x | w)}`, each with the draws' leading shape.
     """
-    template = likelihood.params
+    template = likelihood.params_in_use
     dtype = tf.nest.flatten(template)[0].dtype
     prior_dist = prior_distribution(prior, template, dtype)
 
@@ -385,7 +385,7 @@ def fit_variational(
     if kl_annealing_steps < 0:
         raise ValueError(f"kl_annealing_steps must be >= 0, got {kl_annealing_steps}.")
     _scalar_prior(prior, tf.float32)  # type check
-    template = distribution.params
+    template = distribution.params_in_use
     init_seed, step_seed = tf.unstack(split(seed, 2))
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():

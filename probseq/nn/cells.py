@@ -84,6 +84,7 @@ __all__ = [
     "cell_initial_state",
     "cell_layer",
     "cell_logits",
+    "cell_param_shapes",
     "cell_start",
     "cell_step",
     "gate_step",
@@ -173,7 +174,9 @@ def register_cell(cell: Cell, *, replace: bool = False) -> Cell:
     the built-in cells), `update(a, r, state) -> state` with `a = x Wx + b` and
     `r = h Wh` (each `[..., G*H]`), and `zero_state(zeros [..., H]) -> state` (a
     NamedTuple whose last field is the hidden vector `h`). Passing the `Cell` object
-    itself as `cell=` works without registering.
+    itself as `cell=` also works: the network registers it under its name, because a
+    network passed through `tf.function` is rebuilt from its cell's name (so two
+    different cells cannot share one).
 
     Raises:
       ValueError: the name is taken (by a built-in cell always; by another registered
@@ -272,6 +275,35 @@ def init_cell_params(
             "bias": tf.zeros([columns], dtype),
         }
     return params
+
+
+def cell_param_shapes(
+    vocab_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    *,
+    cell: str | Cell = "lstm",
+    output_size: int | None = None,
+    output: bool = True,
+) -> dict:
+    """The shapes (`tf.TensorShape` leaves) of `init_cell_params`'s params, without
+    creating them."""
+    width = get_cell(cell).num_gates * hidden_size
+    shapes = {
+        f"layer_{index}": {
+            "input_kernel": [vocab_size if index == 0 else hidden_size, width],
+            "recurrent_kernel": [hidden_size, width],
+            "bias": [width],
+        }
+        for index in range(num_layers)
+    }
+    if output:
+        columns = vocab_size if output_size is None else output_size
+        shapes["output"] = {"kernel": [hidden_size, columns], "bias": [columns]}
+    return {
+        group: {key: tf.TensorShape(shape) for key, shape in leaves.items()}
+        for group, leaves in shapes.items()
+    }
 
 
 def init_seed(seed) -> tf.Tensor:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from probseq.nn.cells import INPUT_TABLE_SCALE, get_cell, init_cell_params, init_seed
+from probseq.composite import AutoComposite
+from probseq.nn.cells import (
+    INPUT_TABLE_SCALE,
+    Cell,
+    cell_param_shapes,
+    get_cell,
+    init_cell_params,
+    init_seed,
+    register_cell,
+)
 from probseq.seeds import split
 
 __all__ = ["LSTMNetwork", "RealValuedNetwork", "Seq2SeqNetwork", "init_lstm_params"]
@@ -29,17 +38,90 @@ def init_lstm_params(
     )
 
 
-def _frozen_copy(network: tf.Module, sizes: tuple[str, ...]):
-    """`network.frozen()`: a network of the same class whose params are constants."""
-    if not tf.executing_eagerly():
-        raise RuntimeError("frozen() copies the current weights; call it outside tf.function.")
-    copy = type(network).__new__(type(network))
-    tf.Module.__init__(copy, name=f"{network.name}_frozen")
-    for attribute in (*sizes, "cell", "cell_type", "dtype"):
-        setattr(copy, attribute, getattr(network, attribute))
-    copy.params = tf.nest.map_structure(lambda v: tf.constant(v.numpy()), network.params)
-    copy.is_frozen = True
-    return copy
+def _named_cell(cell: str | Cell) -> Cell:
+    """The network's `Cell`, registered under its name.
+
+    A network is rebuilt from its cell's *name* when it passes through `tf.function` (it
+    is a composite tensor), so the name must denote this cell: an unregistered `Cell` is
+    registered here, and a `Cell` whose name is taken by a different cell is refused.
+    """
+    cell_type = get_cell(cell)
+    try:
+        registered = get_cell(cell_type.name)
+    except ValueError:
+        return register_cell(cell_type)
+    if registered is not cell_type:
+        raise ValueError(
+            f"a different cell is registered as {cell_type.name!r}; give this cell its own "
+            "name (or register it with register_cell(cell, replace=True))."
+        )
+    return cell_type
+
+
+class _Network(tf.Module, AutoComposite):
+    """What the three networks share: a params structure of variables (or, for a frozen
+    network or one rebuilt inside `tf.function`, tensors), the cell, `frozen()`.
+
+    A network is a composite tensor: its params are the components, its sizes, cell name
+    and dtype the metadata, so a distribution holding it is a valid `tf.function`
+    argument that retraces only when those change.
+    """
+
+    _composite_omit_kwargs = ("seed",)
+    _SIZES: tuple[str, ...] = ()  # the constructor's size arguments, for frozen() and errors
+
+    def _set_params(self, shapes: dict, init, params) -> None:
+        """`params` (tensors or variables, checked against `shapes`) or fresh variables
+        from `init()`."""
+        if params is None:
+            with self.name_scope:
+                self.params = tf.nest.map_structure(
+                    lambda t: tf.Variable(t, trainable=True), init()
+                )
+            return
+        try:
+            tf.nest.assert_same_structure(shapes, params, check_types=False)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"params must have the structure of {type(self).__name__}'s params "
+                f"(keys {sorted(shapes)}): {error}"
+            ) from None
+
+        def adopt(path, shape, value):
+            if isinstance(shape, dict):
+                return {key: adopt(f"{path}[{key!r}]", shape[key], value[key]) for key in shape}
+            if not isinstance(value, tf.Variable):
+                value = tf.convert_to_tensor(value, self.dtype)
+            if value.dtype != self.dtype or value.shape != shape:
+                raise ValueError(
+                    f"{path} must be {self.dtype.name} {shape.as_list()}, got "
+                    f"{value.dtype.name} {value.shape.as_list()}."
+                )
+            return value
+
+        self.params = adopt("params", shapes, params)
+
+    @property
+    def is_frozen(self) -> bool:
+        """True when the params are constants (no variables to train)."""
+        return not any(isinstance(p, tf.Variable) for p in tf.nest.flatten(self.params))
+
+    def frozen(self):
+        """A copy with the current weights as constants (see `LSTMNetwork.frozen`)."""
+        if not tf.executing_eagerly():
+            raise RuntimeError("frozen() copies the current weights; call it outside tf.function.")
+        return type(self)(
+            **{size: getattr(self, size) for size in self._SIZES},
+            cell=self.cell_type,
+            dtype=self.dtype,
+            name=f"{self.name}_frozen",
+            params=tf.nest.map_structure(lambda v: tf.constant(v.numpy()), self.params),
+        )
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{size}={getattr(self, size)}" for size in self._SIZES)
+        frozen = ", frozen" if self.is_frozen else ""
+        return f"{type(self).__name__}({sizes}, cell={self.cell!r}{frozen})"
 
 
 def _check_positive_int(name: str, value) -> int:
@@ -48,7 +130,7 @@ def _check_positive_int(name: str, value) -> int:
     return value
 
 
-class LSTMNetwork(tf.Module):
+class LSTMNetwork(_Network):
     """Stacked LSTM with token inputs and a logits head, as trainable variables.
 
     Args:
@@ -60,8 +142,12 @@ class LSTMNetwork(tf.Module):
       dtype: float dtype of the variables.
       name: module name.
       cell: `"lstm"` (default), `"gru"`, `"rnn"` (equations in `probseq.nn.cells`), a
-        registered cell's name or a `Cell`; the class keeps its name for every cell.
-        `network.cell_type` is the `Cell`, `network.cell` its name.
+        registered cell's name or a `Cell` (registered under its name here); the class
+        keeps its name for every cell. `network.cell_type` is the `Cell`, `network.cell`
+        its name.
+      params: optional existing weights (tensors or variables in the layout below, no
+        batch dims) to hold instead of fresh variables; `seed` is then unused. This is
+        how `frozen()` and `tf.function` (a network is a composite tensor) rebuild it.
 
     `.params` is the nested dict of `tf.Variable`s that the functional core in
     `probseq.nn` consumes (layout in `probseq.nn.cells`).
@@ -74,6 +160,8 @@ class LSTMNetwork(tf.Module):
     ```
     """
 
+    _SIZES = ("vocab_size", "hidden_size", "num_layers")
+
     def __init__(
         self,
         vocab_size: int,
@@ -84,25 +172,27 @@ class LSTMNetwork(tf.Module):
         name: str | None = None,
         *,
         cell: str = "lstm",
+        params: dict | None = None,
     ):
         super().__init__(name=name or "LSTMNetwork")
         self.vocab_size = _check_positive_int("vocab_size", vocab_size)
         self.hidden_size = _check_positive_int("hidden_size", hidden_size)
         self.num_layers = _check_positive_int("num_layers", num_layers)
         self.dtype = tf.as_dtype(dtype)
-        self.cell_type = get_cell(cell)
+        self.cell_type = _named_cell(cell)
         self.cell = self.cell_type.name
-        with self.name_scope:
-            init = init_cell_params(
+        self._set_params(
+            cell_param_shapes(vocab_size, hidden_size, num_layers, cell=self.cell_type),
+            lambda: init_cell_params(
                 vocab_size,
                 hidden_size,
                 num_layers,
                 cell=self.cell_type,
                 seed=seed,
                 dtype=self.dtype,
-            )
-            self.params = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=True), init)
-        self.is_frozen = False
+            ),
+            params,
+        )
 
     def frozen(self) -> LSTMNetwork:
         """A copy with the current weights as constants: no trainable variables.
@@ -122,17 +212,10 @@ class LSTMNetwork(tf.Module):
 
         The copy does not follow later changes of this network's variables.
         """
-        return _frozen_copy(self, ("vocab_size", "hidden_size", "num_layers"))
-
-    def __repr__(self) -> str:
-        frozen = ", frozen" if self.is_frozen else ""
-        return (
-            f"LSTMNetwork(vocab_size={self.vocab_size}, hidden_size={self.hidden_size}, "
-            f"num_layers={self.num_layers}, cell={self.cell!r}{frozen})"
-        )
+        return super().frozen()
 
 
-class Seq2SeqNetwork(tf.Module):
+class Seq2SeqNetwork(_Network):
     """Encoder and decoder recurrent stacks (same cell, sizes and depth) as variables.
 
     Args:
@@ -141,10 +224,12 @@ class Seq2SeqNetwork(tf.Module):
       hidden_size: `H`, units per layer of both stacks.
       num_layers: stacked layers of both stacks; decoder layer `l` starts from the
         encoder's final state of layer `l`.
-      cell: `"lstm"`, `"gru"` or `"rnn"`.
+      cell: `"lstm"`, `"gru"`, `"rnn"`, a registered name or a `Cell`.
       seed: initialization seed (int, pair or shape-[2] tensor; an int `s` means
         `(s, 0)`); None draws a fresh one.
       dtype: float dtype of the variables.
+      params: optional existing weights to hold instead of fresh variables (as for
+        `LSTMNetwork`).
 
     `.params` is `{"encoder": <layers, no output head>, "decoder": <layers + "output">}`
     in the layout of `probseq.nn.cells`; the encoder's `layer_0/input_kernel` is its own
@@ -158,6 +243,8 @@ class Seq2SeqNetwork(tf.Module):
     ```
     """
 
+    _SIZES = ("source_vocab_size", "target_vocab_size", "hidden_size", "num_layers")
+
     def __init__(
         self,
         source_vocab_size: int,
@@ -168,54 +255,55 @@ class Seq2SeqNetwork(tf.Module):
         seed=None,
         dtype=tf.float32,
         name: str | None = None,
+        params: dict | None = None,
     ):
         super().__init__(name=name or "Seq2SeqNetwork")
         self.source_vocab_size = _check_positive_int("source_vocab_size", source_vocab_size)
         self.target_vocab_size = _check_positive_int("target_vocab_size", target_vocab_size)
         self.hidden_size = _check_positive_int("hidden_size", hidden_size)
         self.num_layers = _check_positive_int("num_layers", num_layers)
-        self.cell_type = get_cell(cell)
+        self.cell_type = _named_cell(cell)
         self.cell = self.cell_type.name
         self.dtype = tf.as_dtype(dtype)
-        encoder_seed, decoder_seed = tf.unstack(split(init_seed(seed), 2))
-        common = dict(cell=self.cell_type, dtype=self.dtype)
-        init = {
-            "encoder": init_cell_params(
-                source_vocab_size,
-                hidden_size,
-                num_layers,
-                output=False,
-                seed=encoder_seed,
-                **common,
+        common = dict(cell=self.cell_type)
+        shapes = {
+            "encoder": cell_param_shapes(
+                source_vocab_size, hidden_size, num_layers, output=False, **common
             ),
-            "decoder": init_cell_params(
-                target_vocab_size, hidden_size, num_layers, seed=decoder_seed, **common
-            ),
+            "decoder": cell_param_shapes(target_vocab_size, hidden_size, num_layers, **common),
         }
-        with self.name_scope:
-            self.params = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=True), init)
-        self.is_frozen = False
 
-    def frozen(self) -> Seq2SeqNetwork:
-        """A copy with the current weights as constants (see `LSTMNetwork.frozen`)."""
-        return _frozen_copy(
-            self, ("source_vocab_size", "target_vocab_size", "hidden_size", "num_layers")
-        )
+        def init():
+            encoder_seed, decoder_seed = tf.unstack(split(init_seed(seed), 2))
+            return {
+                "encoder": init_cell_params(
+                    source_vocab_size,
+                    hidden_size,
+                    num_layers,
+                    output=False,
+                    seed=encoder_seed,
+                    dtype=self.dtype,
+                    **common,
+                ),
+                "decoder": init_cell_params(
+                    target_vocab_size,
+                    hidden_size,
+                    num_layers,
+                    seed=decoder_seed,
+                    dtype=self.dtype,
+                    **common,
+                ),
+            }
+
+        self._set_params(shapes, init, params)
 
     @property
     def vocab_size(self) -> int:
         """The target vocabulary size (what the decoder's distributions range over)."""
         return self.target_vocab_size
 
-    def __repr__(self) -> str:
-        return (
-            f"Seq2SeqNetwork(source_vocab_size={self.source_vocab_size}, "
-            f"target_vocab_size={self.target_vocab_size}, hidden_size={self.hidden_size}, "
-            f"num_layers={self.num_layers}, cell={self.cell!r})"
-        )
 
-
-class RealValuedNetwork(tf.Module):
+class RealValuedNetwork(_Network):
     """Recurrent stack over real-valued inputs with a head of `output_size` parameters.
 
     The input encoder is a dense projection (`x W_in + b`, one GEMM over all steps) of
@@ -231,10 +319,14 @@ class RealValuedNetwork(tf.Module):
       cell: `"lstm"`, `"gru"`, `"rnn"`, a registered name or a `Cell`.
       seed: initialization seed (an int `s` means `(s, 0)`).
       dtype: float dtype of the variables.
+      params: optional existing weights to hold instead of fresh variables (as for
+        `LSTMNetwork`).
 
     Init: Glorot-uniform input and output kernels, orthogonal recurrent kernels, zero
     biases (as for tokens, without the token table's 4x scale).
     """
+
+    _SIZES = ("input_size", "hidden_size", "num_layers", "output_size")
 
     def __init__(
         self,
@@ -247,6 +339,7 @@ class RealValuedNetwork(tf.Module):
         seed=None,
         dtype=tf.float32,
         name: str | None = None,
+        params: dict | None = None,
     ):
         super().__init__(name=name or "RealValuedNetwork")
         self.input_size = _check_positive_int("input_size", input_size)
@@ -254,30 +347,20 @@ class RealValuedNetwork(tf.Module):
         self.num_layers = _check_positive_int("num_layers", num_layers)
         self.output_size = _check_positive_int("output_size", output_size)
         self.dtype = tf.as_dtype(dtype)
-        self.cell_type = get_cell(cell)
+        self.cell_type = _named_cell(cell)
         self.cell = self.cell_type.name
-        init = init_cell_params(
-            input_size,
-            hidden_size,
-            num_layers,
-            cell=self.cell_type,
-            output_size=output_size,
-            seed=seed,
-            dtype=self.dtype,
-        )
-        init["layer_0"]["input_kernel"] = init["layer_0"]["input_kernel"] / INPUT_TABLE_SCALE
-        with self.name_scope:
-            self.params = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=True), init)
-        self.is_frozen = False
+        sizes = (input_size, hidden_size, num_layers)
 
-    def frozen(self) -> RealValuedNetwork:
-        """A copy with the current weights as constants (see `LSTMNetwork.frozen`)."""
-        return _frozen_copy(self, ("input_size", "hidden_size", "num_layers", "output_size"))
+        def init():
+            init = init_cell_params(
+                *sizes,
+                cell=self.cell_type,
+                output_size=output_size,
+                seed=seed,
+                dtype=self.dtype,
+            )
+            init["layer_0"]["input_kernel"] = init["layer_0"]["input_kernel"] / INPUT_TABLE_SCALE
+            return init
 
-    def __repr__(self) -> str:
-        frozen = ", frozen" if self.is_frozen else ""
-        return (
-            f"RealValuedNetwork(input_size={self.input_size}, hidden_size={self.hidden_size}, "
-            f"num_layers={self.num_layers}, output_size={self.output_size}, "
-            f"cell={self.cell!r}{frozen})"
-        )
+        shapes = cell_param_shapes(*sizes, cell=self.cell_type, output_size=output_size)
+        self._set_params(shapes, init, params)
