@@ -34,22 +34,30 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
     #### Mathematical details
 
     ```none
-    h_t = cell(h_{t-1}, features(x_{t-1}))       (h_0 = 0, features(x_0) = 0: no input)
-    log p(x) = sum_{t=1}^{T} log head(W h_t + b).prob(x_t)
+    h_t = cell(h_{t-1}, [features(x_{t-1}), c_t])   (h_0 = 0, features(x_0) = 0)
+    log p(x | c) = sum_{t=1}^{T} log head(W h_t + b).prob(x_t)
     ```
+
+    `c_t` are optional per-step covariates: known features of step `t` (time of day, a
+    holiday flag, a price) read together with the previous value, so the distribution
+    of `x_t` is conditioned on them; they are conditioned on, not modelled. Without
+    covariates the first step reads no input (a zero input term).
 
     With `lengths`, only `x_1..x_L` are scored: a padded batch scores exactly like the
     unpadded sequences, and the padding is never read (it is replaced by zeros).
 
     Shapes: event shape `[num_steps] + head.event_shape`; batch shape is the broadcast of
-    the params' leading dims and of `lengths`. `sample(s)` has shape `s + batch + event`.
+    the params' leading dims, of `lengths` and of `covariates.shape[:-2]`. `sample(s)`
+    has shape `s + batch + event`.
 
     Args:
-      network: a `probseq.nn.RealValuedNetwork` with `input_size == head.input_size` and
-        `output_size == head.num_params`.
+      network: a `probseq.nn.RealValuedNetwork` with `input_size == head.input_size + C`
+        (`C` covariates per step, 0 without) and `output_size == head.num_params`.
       num_steps: Python int `T >= 1`.
       head: an `EmissionHead` (e.g. `probseq.distributions.heads.Normal()`).
       lengths: optional ints in `[0, T]` with batch dims.
+      covariates: optional floats `[..., num_steps, C]` (leading dims are batch dims):
+        step `t`'s known features, read with `x_{t-1}` to give the distribution of `x_t`.
       params: optional structure like `network.params` with leading batch dims (e.g.
         posterior draws).
       validate_args, allow_nan_stats, name: TFP conventions.
@@ -72,6 +80,7 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
         head: EmissionHead,
         *,
         lengths=None,
+        covariates=None,
         params=None,
         validate_args: bool = False,
         allow_nan_stats: bool = True,
@@ -81,10 +90,14 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
         num_steps = check_num_steps(num_steps, "num_steps")
         if not isinstance(head, EmissionHead):
             raise TypeError(f"head must be an EmissionHead, got {type(head).__name__}.")
-        if network.input_size != head.input_size or network.output_size != head.num_params:
+        self._covariates = _check_covariates(covariates, num_steps, network.dtype)
+        num_covariates = 0 if self._covariates is None else self._covariates.shape[-1]
+        inputs = head.input_size + num_covariates
+        if network.input_size != inputs or network.output_size != head.num_params:
+            covariates_note = f" + {num_covariates} covariates" if num_covariates else ""
             raise ValueError(
                 f"{head!r} reads {head.num_params} parameters and gives {head.input_size} "
-                f"input features per step; the network has output_size="
+                f"input features per step{covariates_note}; the network has output_size="
                 f"{network.output_size} and input_size={network.input_size}."
             )
         with tf.name_scope(name) as name:
@@ -120,6 +133,9 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
             lengths=tfp.util.ParameterProperties(
                 default_constraining_bijector_fn=not_implemented, is_preferred=False
             ),
+            covariates=tfp.util.ParameterProperties(
+                event_ndims=2, default_constraining_bijector_fn=not_implemented
+            ),
             params=tfp.util.ParameterProperties(
                 event_ndims=lambda self: tf.nest.map_structure(
                     lambda p: p.shape.rank, self._network.params
@@ -144,6 +160,11 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
     @property
     def lengths(self):
         return self._lengths
+
+    @property
+    def covariates(self):
+        """Per-step covariates `[..., num_steps, C]` or None."""
+        return self._covariates
 
     @property
     def params(self) -> dict | None:
@@ -171,12 +192,16 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
         shape = self._param_batch_shape()
         if self._lengths is not None:
             shape = tf.broadcast_static_shape(shape, self._lengths.shape)
+        if self._covariates is not None:
+            shape = tf.broadcast_static_shape(shape, self._covariates.shape[:-2])
         return shape
 
     def _batch_shape_tensor(self):
         shape = tf.shape(self.params_in_use["output"]["bias"])[:-1]
         if self._lengths is not None:
             shape = tf.broadcast_dynamic_shape(shape, tf.shape(self._lengths))
+        if self._covariates is not None:
+            shape = tf.broadcast_dynamic_shape(shape, tf.shape(self._covariates)[:-2])
         return shape
 
     def _default_event_space_bijector(self):
@@ -197,6 +222,15 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
 
     def _float(self):
         return self._network.dtype
+
+    def _covariates_for(self, batch_shape, rest: int):
+        """Covariates broadcast to `batch + [1]*rest + [T, C]` (None without)."""
+        if self._covariates is None:
+            return None
+        covariates = tf.convert_to_tensor(self._covariates)
+        steps = tf.shape(covariates)[-2:]
+        covariates = tf.broadcast_to(covariates, tf.concat([batch_shape, steps], 0))
+        return tf.reshape(covariates, tf.concat([batch_shape, tf.ones([rest], tf.int32), steps], 0))
 
     # ------------------------------------------------------------------ log_prob
     def _call_log_prob(self, value, name, **kwargs):
@@ -256,6 +290,12 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
             x = tf.where(shaped, x, zero)  # padding is never read
         features = self._head.features(x, self._float())  # :: lead + [T, D]
         inputs = tf.concat([tf.zeros_like(features[..., :1, :]), features[..., :-1, :]], axis=-2)
+        covariates = self._covariates_for(batch_shape, sample_rank)
+        if covariates is not None:  # :: batch + [1]*s + [T, C]
+            covariates = tf.broadcast_to(
+                covariates, tf.concat([lead, tf.shape(covariates)[-2:]], 0)
+            )
+            inputs = tf.concat([inputs, covariates], axis=-1)
         params = self._broadcast_params(batch_shape)  # leading dims: [] or batch
         state = cell_initial_state(params, lead, cell=self._cell)  # :: lead + [H]
         outputs, _ = dense_outputs(params, inputs, state, cell=self._cell)  # :: lead + [T, P]
@@ -300,15 +340,27 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
                 value = tf.where(past, tf.zeros_like(value), value)
             return value
 
-        outputs, state = dense_step(params, None, state, cell=self._cell)
+        covariates = self._covariates_for(batch_shape, 1)  # :: batch + [1, T, C]
+
+        def step_inputs(features, t):
+            """The input of step `t`: the previous value's features and `c_t`."""
+            if covariates is None:
+                return features
+            c_t = tf.broadcast_to(
+                covariates[..., t, :], tf.concat([lead, tf.shape(covariates)[-1:]], 0)
+            )
+            if features is None:
+                features = tf.zeros(tf.concat([lead, [self._head.input_size]], 0), self._float())
+            return tf.concat([features, c_t], axis=-1)
+
+        outputs, state = dense_step(params, step_inputs(None, 0), state, cell=self._cell)
         first = draw(outputs, 0)
         values = tf.TensorArray(self.dtype, size=self._num_steps, element_shape=first.shape)
         values = values.write(0, first)
 
         def body(t, value, state, values):
-            outputs, state = dense_step(
-                params, self._head.features(value, self._float()), state, cell=self._cell
-            )
+            features = step_inputs(self._head.features(value, self._float()), t)
+            outputs, state = dense_step(params, features, state, cell=self._cell)
             value = draw(outputs, t)
             return t + 1, value, state, values.write(t, value)
 
@@ -325,3 +377,21 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
         rank = stacked.shape.rank
         perm = [batch_rank + 1, *range(1, batch_rank + 1), 0, *range(rank - event_rank, rank)]
         return tf.transpose(stacked, perm)  # :: [n] + batch + [T] + event
+
+
+def _check_covariates(covariates, num_steps: int, dtype):
+    """Covariates as a float tensor `[..., num_steps, C]` with static `T` and `C`."""
+    if covariates is None:
+        return None
+    if isinstance(covariates, tf.Variable):
+        value = covariates
+    else:
+        value = tf.convert_to_tensor(covariates, dtype_hint=dtype, name="covariates")
+    if not value.dtype.is_floating:
+        raise TypeError(f"covariates must be floats, got dtype {value.dtype.name}.")
+    shape = value.shape
+    if shape.rank is None or shape.rank < 2 or shape[-2] != num_steps or shape[-1] is None:
+        raise ValueError(
+            f"covariates must have shape [..., num_steps={num_steps}, C] with C known, got {shape}."
+        )
+    return value if isinstance(value, tf.Variable) else tf.cast(value, dtype)
