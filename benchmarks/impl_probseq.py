@@ -39,7 +39,7 @@ def run(impl: str, spec: CaseSpec, timer: Timer) -> dict:
     import tensorflow as tf
 
     import probseq
-    from probseq.cli.main import use_probseq_threads
+    from probseq.nn.threads import use_probseq_threads
 
     jit, threads = VARIANTS[impl]
     if threads:  # kept as is when TensorFlow already runs (run.py --in-process)

@@ -100,7 +100,7 @@ def run(impl: str, spec: CaseSpec, timer: Timer) -> dict:
 
     jit, threads = VARIANTS[impl]
     if threads:  # kept as is when TensorFlow already runs (run.py --in-process)
-        from probseq.cli.main import use_probseq_threads
+        from probseq.nn.threads import use_probseq_threads
 
         use_probseq_threads()
     if spec.kind == "sample":

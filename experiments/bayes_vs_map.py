@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import time
@@ -48,7 +47,6 @@ import numpy as np
 import tensorflow as tf
 
 from probseq import LSTMAutoregressive, LSTMNetwork
-from probseq.cli.main import use_probseq_threads
 from probseq.data import load_corpus, random_windows
 from probseq.evaluation import (
     compare_models,
@@ -56,6 +54,7 @@ from probseq.evaluation import (
     posterior_predictive,
     to_inference_data,
 )
+from probseq.evaluation.metrics import LN2
 from probseq.inference import (
     Callback,
     GaussianPrior,
@@ -63,8 +62,8 @@ from probseq.inference import (
     fit_map,
     fit_variational,
 )
+from probseq.nn.threads import use_probseq_threads
 
-LN2 = math.log(2.0)
 TINY = dict(
     train_chars=6000,
     valid_chars=1500,

@@ -12,19 +12,24 @@ LSTM encoder-decoder reached about 97% test accuracy on it. Here the same task i
    `EncoderDecoder(network, source, target_steps)` is a `tfd.Distribution` over targets:
    the encoder reads the source from a zero state, its final state starts the decoder,
    whose first step reads no token and later steps read the previous target token.
-3. **Fit.** Maximum likelihood with `probseq.inference.fit_map(prior=None)`: the minibatch
-   loss is `-mean log p(target | source)`. `fit_map` takes a distribution for its
-   variables and a `log_likelihood_fn` that builds the conditional distribution of each
-   minibatch's sources.
+3. **Fit.** Maximum likelihood with `probseq.inference.fit_map(network, prior=None,
+   log_likelihood_fn=...)`: the minibatch loss is `-mean log p(target | source)`; the
+   function builds the conditional distribution of each minibatch's sources, and the
+   network gives the variables. `--method variational` fits a mean-field posterior over
+   the same network's weights with `fit_variational(network, log_likelihood_fn=...)`,
+   whose function gets the step's `K` weight draws and returns `[K, B]`.
 4. **Evaluate.** Greedy (argmax) decoding of the test sources gives token accuracy and
-   sequence accuracy; the held-out NLL is `-mean log p(target | source)` in nats per
-   sequence (teacher-forced, exact).
+   sequence accuracy (a variational fit decodes with its posterior mean); the held-out
+   NLL is `-mean log p(target | source)` in nats per sequence (teacher-forced, exact;
+   for a variational fit the posterior predictive `-mean log (1/S) sum_s p(target |
+   source, w_s)` over `eval_draws` weight draws).
 
 Run it::
 
     python experiments/echo_seq2seq.py                        # 5 -> echo 2 (default)
     python experiments/echo_seq2seq.py --source-length 10 --echo-length 5 \
         --hidden-size 128 --num-layers 2                      # the longer variant
+    python experiments/echo_seq2seq.py --method variational   # Bayes by backprop
     python experiments/echo_seq2seq.py --json                 # one JSON object on stdout
     python experiments/echo_seq2seq.py --tiny                 # seconds-long smoke test
 
@@ -60,10 +65,18 @@ if __name__ == "__main__":  # before TensorFlow is imported: no C++ log noise
 import numpy as np
 import tensorflow as tf
 
-from probseq.cli.main import use_probseq_threads
 from probseq.distributions import EncoderDecoder, greedy_decode
-from probseq.inference import Callback, FitResult, GaussianPrior, StepInfo, fit_map
+from probseq.inference import (
+    Callback,
+    FitResult,
+    GaussianPrior,
+    MeanFieldPosterior,
+    StepInfo,
+    fit_map,
+    fit_variational,
+)
 from probseq.nn import Seq2SeqNetwork
+from probseq.nn.threads import use_probseq_threads
 
 
 @dataclasses.dataclass
@@ -84,6 +97,9 @@ class EchoConfig:
     num_steps: int = 3000
     clip_norm: float | None = 5.0
     prior_scale: float | None = None  # Normal(0, scale) prior on every weight (MAP); None: ML
+    method: str = "map"  # or "variational" (mean-field posterior, prior_scale default 1)
+    posterior_init_scale: float = 1e-2  # variational: initial posterior sd of every weight
+    eval_draws: int = 8  # variational: weight draws of the held-out posterior predictive
     eval_batch_size: int = 1000
     seed: int = 0
 
@@ -151,13 +167,37 @@ class _Progress(Callback):
         return False
 
 
+def conditional_log_likelihood(network: Seq2SeqNetwork, echo_length: int):
+    """`batch -> [B]` log p(target | source) on the network's variables (MAP)."""
+
+    def log_likelihood(batch):
+        source, target = batch
+        return EncoderDecoder(network, source, echo_length).log_prob(target)
+
+    return log_likelihood
+
+
+def conditional_log_likelihood_of_draws(network: Seq2SeqNetwork, echo_length: int):
+    """`(batch, params) -> [K, B]`: log p(target_b | source_b, w_k) for `K` weight draws
+    (params leaves `[K] + core`, given a `[K, 1]` batch dim so that the `B` sources
+    broadcast against them)."""
+
+    def log_likelihood(batch, params):
+        source, target = batch
+        per_draw = tf.nest.map_structure(lambda p: p[:, None], params)  # :: [K, 1] + core
+        return EncoderDecoder(network, source, echo_length, params=per_draw).log_prob(target)
+
+    return log_likelihood
+
+
 def train(
     network: Seq2SeqNetwork,
     data: dict[str, np.ndarray],
     config: EchoConfig,
     callbacks=(),
 ) -> FitResult:
-    """Maximum-likelihood fit of `network` on the training split with `fit_map`."""
+    """Fit `network` on the training split: `fit_map` (maximum likelihood, or MAP with a
+    prior) or `fit_variational` (the result's `surrogate` is the posterior)."""
     import tf_keras
 
     source, target = data["train_source"], data["train_target"]
@@ -171,21 +211,29 @@ def train(
         config.learning_rate, config.decay_steps or config.num_steps
     )
     optimizer = tf_keras.optimizers.Adam(learning_rate=schedule)
-    # Any EncoderDecoder on the network exposes its variables; each minibatch gets the
-    # conditional distribution of its own sources.
-    template = EncoderDecoder(network, source[:1], config.echo_length)
-    return fit_map(
-        template,
-        dataset,
+    common = dict(
         num_examples=len(source),
         num_steps=config.num_steps,
-        prior=None if config.prior_scale is None else GaussianPrior(config.prior_scale),
         optimizer=optimizer,
         clip_norm=config.clip_norm,
         callbacks=callbacks,
-        log_likelihood_fn=lambda batch: EncoderDecoder(
-            network, batch[0], config.echo_length
-        ).log_prob(batch[1]),
+    )
+    if config.method == "variational":
+        return fit_variational(
+            network,
+            dataset,
+            prior=GaussianPrior(1.0 if config.prior_scale is None else config.prior_scale),
+            posterior_init_scale=config.posterior_init_scale,
+            seed=config.seed,
+            log_likelihood_fn=conditional_log_likelihood_of_draws(network, config.echo_length),
+            **common,
+        )
+    return fit_map(
+        network,
+        dataset,
+        prior=None if config.prior_scale is None else GaussianPrior(config.prior_scale),
+        log_likelihood_fn=conditional_log_likelihood(network, config.echo_length),
+        **common,
     )
 
 
@@ -194,19 +242,34 @@ def evaluate(
     source: np.ndarray,
     target: np.ndarray,
     batch_size: int = 1000,
+    *,
+    surrogate: MeanFieldPosterior | None = None,
+    num_draws: int = 8,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Greedy-decoding accuracies and the exact held-out NLL on `(source, target)`.
+
+    With a `surrogate` (a variational fit): decoding with the posterior mean, and the NLL
+    of the posterior predictive over `num_draws` weight draws (seeded by `seed`).
 
     Returns:
       `token_accuracy`, `sequence_accuracy` (fractions in [0, 1]),
       `test_nll_nats_per_sequence` and `test_nll_nats_per_token`, `num_sequences`.
     """
     echo_length = target.shape[-1]
+    mean = draws = None
+    if surrogate is not None:
+        mean = surrogate.mean()
+        draws = surrogate.sample(num_draws, seed=(seed, 1))
+    score_draws = conditional_log_likelihood_of_draws(network, echo_length)
 
     @tf.function
     def decode_and_score(source, target):
-        dist = EncoderDecoder(network, source, echo_length)
-        return greedy_decode(dist), dist.log_prob(target)
+        dist = EncoderDecoder(network, source, echo_length, params=mean)
+        if draws is None:
+            return greedy_decode(dist), dist.log_prob(target)
+        log_p = score_draws((source, target), draws)  # :: [S, B]
+        return greedy_decode(dist), tf.reduce_logsumexp(log_p, 0) - np.log(num_draws)
 
     decoded, log_probs = [], []
     for start in range(0, len(source), batch_size):
@@ -243,7 +306,15 @@ def run(config: EchoConfig, progress_every: int | None = 100) -> dict:
     callbacks = [_Progress(progress_every)] if progress_every else []
     fit = train(network, data, config, callbacks)
     train_seconds = time.perf_counter() - start
-    metrics = evaluate(network, data["test_source"], data["test_target"], config.eval_batch_size)
+    metrics = evaluate(
+        network,
+        data["test_source"],
+        data["test_target"],
+        config.eval_batch_size,
+        surrogate=getattr(fit, "surrogate", None),
+        num_draws=config.eval_draws,
+        seed=config.seed,
+    )
     decoded = metrics.pop("decoded")
     examples = [
         {"source": s.tolist(), "target": t.tolist(), "decoded": d.tolist()}
@@ -253,6 +324,7 @@ def run(config: EchoConfig, progress_every: int | None = 100) -> dict:
     ]
     return {
         "task": f"echo the first {config.echo_length} of {config.source_length} tokens",
+        "method": config.method,
         "config": dataclasses.asdict(config),
         **metrics,
         "final_train_nll_nats_per_sequence": float(fit.trace["nll"][-1]),
@@ -279,6 +351,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--prior-scale", type=float, default=None, help="Gaussian prior scale (MAP); default ML"
     )
+    parser.add_argument(
+        "--method",
+        choices=["map", "variational"],
+        default=defaults.method,
+        help="maximum likelihood / MAP (default) or a mean-field variational posterior",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--results", default=None, help="also write the results JSON here")
@@ -295,6 +373,7 @@ def config_from_args(args: argparse.Namespace) -> EchoConfig:
         vocab_size=args.vocab_size,
         num_examples=args.num_examples,
         cell=args.cell,
+        method=args.method,
         seed=args.seed,
     )
     if args.tiny:
@@ -325,7 +404,8 @@ def main(argv=None) -> dict:
         print(json.dumps(results))
     else:
         print(
-            f"{results['task']}: token accuracy {results['token_accuracy']:.4%}, "
+            f"{results['task']} ({results['method']}): token accuracy "
+            f"{results['token_accuracy']:.4%}, "
             f"sequence accuracy {results['sequence_accuracy']:.4%}, held-out NLL "
             f"{results['test_nll_nats_per_sequence']:.4f} nats/sequence "
             f"({results['num_sequences']} test sequences, {results['wall_seconds']:.0f}s)"

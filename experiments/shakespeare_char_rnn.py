@@ -26,7 +26,7 @@ if __name__ == "__main__":  # before TensorFlow is imported: no C++ log noise
 
     quiet_tensorflow_logs()
 
-from probseq.cli.experiment import add_experiment_arguments, run_char_lm_experiment
+from char_lm_driver import add_experiment_arguments, run_char_lm_experiment
 
 # The tutorial's model. The cosine learning-rate decay ends at max_steps or at the end of
 # the time budget, whichever comes first (on this 2-core machine: the time budget).

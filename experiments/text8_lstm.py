@@ -24,7 +24,7 @@ if __name__ == "__main__":  # before TensorFlow is imported: no C++ log noise
 
     quiet_tensorflow_logs()
 
-from probseq.cli.experiment import add_experiment_arguments, run_char_lm_experiment
+from char_lm_driver import add_experiment_arguments, run_char_lm_experiment
 
 SETTINGS = dict(
     hidden_size=512,

@@ -64,9 +64,9 @@ import numpy as np
 import tensorflow as tf
 
 from probseq.cli.config import TrainConfig, resolve_config
-from probseq.cli.main import use_probseq_threads
 from probseq.cli.runs import load_run
 from probseq.cli.train import train
+from probseq.nn.threads import use_probseq_threads
 
 # Overrides of the CLI defaults: a model and budget small enough for minutes on 2 cores.
 SETTINGS = dict(hidden_size=128, num_layers=1, batch_size=32, max_steps=400)

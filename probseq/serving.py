@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
 from probseq.evaluation import stream_log_prob
+from probseq.files import atomic_path
 
 if TYPE_CHECKING:
     from probseq.trained import TrainedModel
@@ -182,8 +182,7 @@ def export_saved_model(
     # Trace once here so errors surface before anything is written.
     module.sample.get_concrete_function()
     module.log_prob.get_concrete_function()
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:  # interrupted or failed: no half-written SavedModel
         tf.saved_model.save(
             module,
             str(tmp),
@@ -192,10 +191,4 @@ def export_saved_model(
                 "log_prob": module.log_prob.get_concrete_function(),
             },
         )
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:  # interrupted or failed: leave no half-written SavedModel
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return json.loads(module.info().numpy().decode())

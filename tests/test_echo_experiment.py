@@ -60,3 +60,18 @@ def test_tiny_run_prints_one_json_object(echo, capsys, tmp_path):
     assert printed["steps_run"] == echo.TINY["num_steps"]
     assert printed["config"]["cell"] == "gru"
     assert json.loads(results_path.read_text()) == printed == json.loads(json.dumps(results))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["map", "variational"])
+def test_both_methods_learn_a_small_echo_task_without_a_template(echo, method):
+    """fit_map and fit_variational take the network and a log_likelihood_fn (no template
+    distribution); both learn to echo the first token of 3 (chance: 10%)."""
+    config = echo.EchoConfig(
+        source_length=3, echo_length=1, vocab_size=10, num_examples=2000, hidden_size=32,
+        batch_size=64, num_steps=300, method=method, eval_batch_size=400, eval_draws=4,
+    )  # fmt: skip
+    results = echo.run(config, progress_every=None)
+    assert results["method"] == method
+    assert results["token_accuracy"] >= 0.9, results
+    assert 0.0 < results["test_nll_nats_per_sequence"] < 0.5

@@ -43,10 +43,25 @@ def test_every_sampler_gives_the_same_result_for_an_int_and_its_pair():
     np.testing.assert_array_equal(weights, net.params["output"]["kernel"])  # init: (3, 0)
 
 
-def test_fit_map_takes_no_seed():
-    net = probseq.LSTMNetwork(3, 4, seed=0)
-    data = tf.data.Dataset.from_tensors(tf.zeros([2, 4], tf.int32)).repeat()
-    with pytest.raises(TypeError, match="seed"):
-        probseq.inference.fit_map(
-            probseq.LSTMAutoregressive(net, 4), data, num_examples=2, num_steps=1, seed=1
-        )
+def test_fit_map_honours_its_seed():
+    """Issue 12 first made fit_map stop taking a seed it dropped; issue 17 makes both
+    fitting routines honour one: a likelihood with a `seed` keyword gets
+    `fold_in(seed, step)` (tests/inference/test_fit_loop.py), so the same seed gives the
+    same fit, and a distribution's log_prob, which draws nothing, is not changed by it."""
+    data = tf.data.Dataset.from_tensors(tf.constant([[0, 1, 2, 1]], tf.int32)).repeat()
+
+    def fit(seed, noisy):
+        net = probseq.LSTMNetwork(3, 4, seed=0)
+        dist = probseq.LSTMAutoregressive(net, 4)
+
+        def log_likelihood(batch, seed):  # e.g. dropout: randomness from the step's seed
+            return dist.log_prob(batch) + noisy * tf.random.stateless_normal([], seed)
+
+        fn = log_likelihood if noisy else None
+        return probseq.inference.fit_map(
+            dist, data, num_examples=2, num_steps=3, seed=seed, log_likelihood_fn=fn
+        ).trace["loss"]
+
+    np.testing.assert_array_equal(fit(1, noisy=1.0), fit(1, noisy=1.0))
+    assert not np.allclose(fit(1, noisy=1.0), fit(2, noisy=1.0))
+    np.testing.assert_array_equal(fit(1, noisy=0.0), fit(2, noisy=0.0))

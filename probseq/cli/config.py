@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
 import json
 import os
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from probseq.files import atomic_write_text
 
 __all__ = [
     "ARCHITECTURE_FIELDS",
     "ConfigError",
     "TrainConfig",
+    "field_help",
+    "parse_flag",
     "load_config_file",
     "resolve_config",
 ]
@@ -19,6 +27,12 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A configuration file or value is invalid."""
+
+
+def _field(default, help_text: str):
+    """A `TrainConfig` field with its command-line help (the `probseq train` flag
+    `--name-with-dashes` is derived from the field: name, type, default, this text)."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,38 +51,49 @@ class TrainConfig:
     validate on the first `eval_chars` validation characters every `eval_every` steps.
     """
 
-    corpus: str = "shakespeare"
-    cache_dir: str | None = None
-    hidden_size: int = 256
-    num_layers: int = 2
-    cell: str = "lstm"
-    num_steps: int = 50
-    sequences: str = "windows"
-    max_line_length: int = 200
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    min_learning_rate_fraction: float = 0.05
-    warmup_steps: int = 100
-    lr_schedule: str = "cosine"
-    clip_norm: float | None = 5.0
-    method: str = "map"
-    prior_scale: float | None = 1.0
+    corpus: str = _field(
+        "shakespeare",
+        "corpus name (shakespeare, tiny-shakespeare, text8) or a text file/dir",
+    )
+    cache_dir: str | None = _field(None, "where corpora are downloaded and cached")
+    hidden_size: int = _field(256, "recurrent units per layer")
+    num_layers: int = _field(2, "stacked recurrent layers")
+    cell: str = _field("lstm", "recurrent cell: lstm, gru or rnn (basic tanh RNN)")
+    num_steps: int = _field(50, "training window length in characters (sequences=windows)")
+    sequences: str = _field(
+        "windows",
+        "windows (fixed-length windows of the text) or lines (one sequence per line, "
+        "ended by the newline)",
+    )
+    max_line_length: int = _field(200, "sequences=lines: characters per line at most (longer: cut)")
+    batch_size: int = _field(128, "windows per batch")
+    learning_rate: float = _field(2e-3, "peak Adam learning rate")
+    min_learning_rate_fraction: float = _field(0.05, "final LR as a fraction of the peak (cosine)")
+    warmup_steps: int = _field(100, "linear warm-up steps")
+    lr_schedule: str = _field("cosine", "cosine or constant")
+    clip_norm: float | None = _field(5.0, "global gradient-norm clip (number or 'none')")
+    method: str = _field("map", "map (point estimate) or variational (Bayes by backprop)")
+    prior_scale: float | None = _field(
+        1.0, "Gaussian prior scale on weights (number or 'none' = max. likelihood)"
+    )
     # Variational inference (method="variational").
     # 1e-2: measured by experiments/vi_defaults.py (experiments/RESULTS.md): 1e-3 stays
     # practically MAP (a short fit cannot grow the scales much), 1e-2 beats MAP by 1500 steps.
-    posterior_init_scale: float = 1e-2
-    num_draws_per_step: int = 1
-    kl_annealing_steps: int = 0
-    eval_draws: int = 16
-    seed: int = 0
-    max_steps: int = 2400
-    budget_minutes: float | None = 10.0
-    checkpoint_every: int = 200
-    eval_every: int = 200
-    eval_chars: int = 100_000
-    sample_length: int = 200
-    prime: str = "The "
-    jit_compile: bool = False
+    posterior_init_scale: float = _field(1e-2, "variational: initial posterior std")
+    num_draws_per_step: int = _field(1, "variational: weight draws per training step")
+    kl_annealing_steps: int = _field(0, "variational: steps to anneal the KL weight from 0 to 1")
+    eval_draws: int = _field(16, "variational: posterior draws for evaluation")
+    seed: int = _field(0, "seed for initialization, data order and samples")
+    max_steps: int = _field(2400, "total optimizer steps of the run")
+    budget_minutes: float | None = _field(
+        10.0, "stop this invocation after this many minutes ('none': no limit)"
+    )
+    checkpoint_every: int = _field(200, "checkpoint period in steps")
+    eval_every: int = _field(200, "validation period in steps")
+    eval_chars: int = _field(100_000, "validation characters used for periodic validation")
+    sample_length: int = _field(200, "length of samples drawn at each validation")
+    prime: str = _field("The ", "priming text of the samples")
+    jit_compile: bool = _field(False, "compile the train step with XLA (true/false)")
 
     def __post_init__(self):
         _check(self.hidden_size >= 1, "hidden_size must be >= 1")
@@ -111,7 +136,7 @@ class TrainConfig:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON atomically."""
-        _atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
 
 # Fields that define the model and its data stream: a resumed run must not change them.
@@ -134,37 +159,64 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+@functools.cache
 def _field_types() -> dict[str, Any]:
-    return {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    """Each field's type, evaluated (`int`, `float | None`, ...)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def field_help() -> dict[str, str]:
+    """Each field's command-line help text."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
+
+
+def _base_type(kind) -> tuple[type, bool]:
+    """`(base type, optional)` of a field type such as `float | None`."""
+    args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    if args:
+        return args[0], len(args) < len(typing.get_args(kind))
+    return kind, False
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Coerce a JSON or string value to the field's type, with a clear error."""
-    kind = _field_types()[name]
-    optional = "None" in kind
+    base, optional = _base_type(_field_types()[name])
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
         if optional:
             return None
         raise ConfigError(f"{name} cannot be None")
-    base = kind.replace(" | None", "")
     try:
-        if base == "bool":
+        if base is bool:
             if isinstance(value, bool):
                 return value
             if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
                 return value.lower() in ("true", "1", "yes")
             raise ValueError
-        if base == "int":
+        if base is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
-        if base == "float":
+        if base is float:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be of type {base}, got {value!r}") from None
+        raise ConfigError(f"{name} must be of type {base.__name__}, got {value!r}") from None
+
+
+def parse_flag(name: str) -> Callable[[str], Any]:
+    """An argparse `type=` for the field `name`: the same coercion as config files, so a
+    flag and a file accept the same values ('none' for optional fields)."""
+
+    def parse(text: str) -> Any:
+        try:
+            return _coerce(name, text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = _base_type(_field_types()[name])[0].__name__  # argparse's error wording
+    return parse
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -197,9 +249,3 @@ def resolve_config(
                 raise ConfigError(f"unknown setting {name!r}")
             values[name] = _coerce(name, value)
     return TrainConfig(**values)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

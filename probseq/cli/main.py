@@ -12,53 +12,22 @@ Run `probseq COMMAND --help` for every flag.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import warnings
 
-from probseq.cli.config import ConfigError, TrainConfig, load_config_file, resolve_config
+from probseq.cli.config import (
+    ConfigError,
+    TrainConfig,
+    field_help,
+    load_config_file,
+    parse_flag,
+    resolve_config,
+)
 from probseq.cli.interrupts import run_interruptible
 
 __all__ = ["build_parser", "main"]
-
-# Flags of `train` that map one-to-one onto TrainConfig fields (dest = field name).
-_TRAIN_FLAGS = {
-    "corpus": (str, "corpus name (shakespeare, tiny-shakespeare, text8) or a text file/dir"),
-    "cache_dir": (str, "where corpora are downloaded and cached"),
-    "hidden_size": (int, "recurrent units per layer"),
-    "num_layers": (int, "stacked recurrent layers"),
-    "cell": (str, "recurrent cell: lstm, gru or rnn (basic tanh RNN)"),
-    "num_steps": (int, "training window length in characters (sequences=windows)"),
-    "sequences": (
-        str,
-        "windows (fixed-length windows of the text) or lines (one sequence "
-        "per line, ended by the newline)",
-    ),
-    "max_line_length": (int, "sequences=lines: characters per line at most (longer: cut)"),
-    "batch_size": (int, "windows per batch"),
-    "learning_rate": (float, "peak Adam learning rate"),
-    "min_learning_rate_fraction": (float, "final LR as a fraction of the peak (cosine)"),
-    "warmup_steps": (int, "linear warm-up steps"),
-    "lr_schedule": (str, "cosine or constant"),
-    "clip_norm": (str, "global gradient-norm clip (number or 'none')"),
-    "method": (str, "map (point estimate) or variational (Bayes by backprop)"),
-    "prior_scale": (str, "Gaussian prior scale on weights (number or 'none' = max. likelihood)"),
-    "posterior_init_scale": (float, "variational: initial posterior std"),
-    "num_draws_per_step": (int, "variational: weight draws per training step"),
-    "kl_annealing_steps": (int, "variational: steps to anneal the KL weight from 0 to 1"),
-    "eval_draws": (int, "variational: posterior draws for evaluation"),
-    "seed": (int, "seed for initialization, data order and samples"),
-    "max_steps": (int, "total optimizer steps of the run"),
-    "budget_minutes": (str, "stop this invocation after this many minutes ('none': no limit)"),
-    "checkpoint_every": (int, "checkpoint period in steps"),
-    "eval_every": (int, "validation period in steps"),
-    "eval_chars": (int, "validation characters used for periodic validation"),
-    "sample_length": (int, "length of samples drawn at each validation"),
-    "prime": (str, "priming text of the samples"),
-    "jit_compile": (str, "compile the train step with XLA (true/false)"),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,11 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="JSON file of settings (flags override it)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     defaults = TrainConfig()
-    for name, (kind, text) in _TRAIN_FLAGS.items():
+    for name, text in field_help().items():  # one flag per TrainConfig field
         train.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
-            type=kind,
+            type=parse_flag(name),
             default=argparse.SUPPRESS,
             help=f"{text} (default: {getattr(defaults, name)!r})",
         )
@@ -184,7 +153,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in _TRAIN_FLAGS if hasattr(args, name)}
+    return {name: getattr(args, name) for name in field_help() if hasattr(args, name)}
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -308,20 +277,11 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def use_probseq_threads(batch_size: int | None = None, hidden_sizes=None) -> None:
-    """`probseq.set_cpu_threads()` for a command-line run (faster time loops on CPU).
+    """`probseq.nn.threads.use_probseq_threads` (its old home, kept for scripts; imported
+    on call so that this module loads without TensorFlow)."""
+    from probseq.nn import threads
 
-    Given the training batch size and the layers' hidden sizes, only when cutting such
-    batches pays (`probseq.nn.threads.cut_pays`); small models keep TensorFlow's default
-    threads, which suit them better. When TensorFlow is already running in this process
-    (e.g. `main()` called from Python after other TensorFlow work), its thread settings
-    are kept.
-    """
-    from probseq.nn.threads import cut_pays, set_cpu_threads
-
-    if batch_size is not None and not cut_pays(batch_size, hidden_sizes):
-        return
-    with contextlib.suppress(RuntimeError):
-        set_cpu_threads()
+    threads.use_probseq_threads(batch_size, hidden_sizes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 import tensorflow as tf
 
 from probseq.cli.interrupts import INTERRUPTS
+from probseq.evaluation.metrics import LN2
+from probseq.files import atomic_path
 from probseq.inference import Callback, StepInfo
 
 __all__ = [
@@ -21,8 +21,6 @@ __all__ = [
     "TimeBudgetCallback",
     "plot_learning_curve",
 ]
-
-LN2 = math.log(2.0)
 
 
 class TimeBudgetCallback(Callback):
@@ -194,6 +192,5 @@ def plot_learning_curve(
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}.png")
-    figure.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=110)

@@ -30,6 +30,7 @@ from probseq.cli.config import (
 )
 from probseq.data import Vocabulary
 from probseq.data.corpora import KNOWN_CORPORA
+from probseq.files import atomic_write_text
 
 __all__ = ["RunDir", "RunDirError", "corpus_setting", "same_corpus"]
 
@@ -168,6 +169,4 @@ class RunDir:
             raise RunDirError(f"{self.metrics_path} is corrupt: {error}") from None
 
     def save_metrics(self, metrics: dict[str, Any]) -> None:
-        tmp = self.metrics_path.with_name(f".metrics.json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.metrics_path)
+        atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2, sort_keys=True))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from pathlib import Path
@@ -25,44 +24,25 @@ from probseq.cli.reporting import (
 from probseq.cli.rundir import RunDir, RunDirError, corpus_setting
 from probseq.cli.tasks import decode_until, line_metrics, make_task
 from probseq.data import load_corpus
-from probseq.inference import Callback, fit_map, fit_variational
+from probseq.evaluation.metrics import LN2
+from probseq.inference import Callback, fit_map, fit_variational, warmup_cosine
 
 __all__ = ["TrainingInterrupted", "learning_rate_schedule", "train"]
 
-LN2 = math.log(2.0)
-
 
 def learning_rate_schedule(config: TrainConfig, time_progress: tf.Variable | None = None):
-    """Linear warm-up, then cosine decay to `min_learning_rate_fraction` of the peak.
-
-    The decay's progress is `max(step progress to max_steps, time_progress)`, where the
-    optional `time_progress` variable holds the fraction of the time budget used (kept up
-    to date by `TimeBudgetCallback`): the schedule reaches its floor at `max_steps` or at
-    the end of `budget_minutes`, whichever comes first, so a budget-limited run on a slow
-    machine still anneals instead of stopping at a high learning rate.
-    """
-    import tf_keras
-
-    peak = config.learning_rate
+    """The run's learning rate: `config.learning_rate` for `lr_schedule="constant"`, else
+    `probseq.inference.warmup_cosine` with the config's warm-up, `max_steps` and floor
+    (and the time budget's progress, see there)."""
     if config.lr_schedule == "constant":
-        return peak
-
-    class WarmupCosine(tf_keras.optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            step = tf.cast(step, tf.float32)
-            warm = tf.maximum(float(config.warmup_steps), 1.0)
-            total = float(max(config.max_steps - config.warmup_steps, 1))
-            progress = tf.clip_by_value((step - config.warmup_steps) / total, 0.0, 1.0)
-            if time_progress is not None:
-                progress = tf.maximum(progress, tf.cast(time_progress, tf.float32))
-            floor = config.min_learning_rate_fraction
-            cosine = floor + (1 - floor) * 0.5 * (1 + tf.cos(math.pi * progress))
-            return peak * tf.where(step < config.warmup_steps, (step + 1) / warm, cosine)
-
-        def get_config(self):
-            return {}
-
-    return WarmupCosine()
+        return config.learning_rate
+    return warmup_cosine(
+        config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        max_steps=config.max_steps,
+        min_fraction=config.min_learning_rate_fraction,
+        time_progress=time_progress,
+    )
 
 
 def _say(out: TextIO, message: str) -> None:
@@ -89,6 +69,23 @@ def _resolve_run_config(
     return resolved, True
 
 
+@dataclasses.dataclass
+class _Run:
+    """What `train` sets up before fitting: the resolved config, data, model and the
+    optimizer with its checkpoint."""
+
+    rd: RunDir
+    config: TrainConfig
+    resuming: bool
+    corpus: Any
+    model: RunModel
+    task: Any
+    optimizer: Any
+    checkpoint: tf.train.Checkpoint
+    time_progress: tf.Variable
+    start_step: int = 0
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -108,22 +105,52 @@ def train(
       out: where messages and the progress bar go (default: sys.stderr).
     """
     out = out or sys.stderr
-    explicit = set(explicit or ())
-    rd = RunDir(run_dir)
+    run = _set_up(config, RunDir(run_dir), set(explicit or ()), out)
+    manager = tf.train.CheckpointManager(run.checkpoint, str(run.rd.checkpoint_dir), max_to_keep=3)
+    # From here on the run dir exists: a Ctrl-C anywhere below saves a checkpoint.
+    callbacks: list = []
+    started = time.perf_counter()
+    evaluations: list = []
+    interrupted = False
+    try:
+        progress_bar = _progress_bar(run, progress, out)
+        callbacks = _callbacks(run, manager, progress_bar)
+        evaluations = _fit(run, callbacks, out)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        with INTERRUPTS.protect():
+            for callback in callbacks:
+                close = getattr(callback, "close", None)
+                if close:
+                    close()
+    final_step = _save_final_checkpoint(run, manager, interrupted)
+    history = run.rd.load_metrics().get("history", []) if run.resuming else []
+    history.extend(progress_bar.history)
+    metrics = _final_metrics(run.rd, run.config, run.model, run.task, history, evaluations)
+    metrics["step"] = final_step
+    metrics["train_seconds_this_invocation"] = time.perf_counter() - started
+    with INTERRUPTS.protect():
+        run.rd.save_metrics(metrics)
+        plot_learning_curve(history, metrics["evaluations"], run.rd.path / "learning_curve.png")
+    return metrics
+
+
+def _set_up(config: TrainConfig, rd: RunDir, explicit: set[str], out: TextIO) -> _Run:
+    """Resolve the config against the run dir, load the corpus, build the model, the task
+    and the optimizer, and restore the newest checkpoint (or write a new run's files)."""
     config, resuming = _resolve_run_config(rd, config, explicit, out)
     corpus = load_corpus(config.corpus, cache_dir=config.cache_dir)
-    vocabulary = corpus.vocabulary
     if resuming:
         stored_vocabulary = rd.load_vocabulary()
-        if stored_vocabulary != vocabulary:
+        if stored_vocabulary != corpus.vocabulary:
             raise RunDirError(
                 f"vocabulary of run {rd.path} ({len(stored_vocabulary)} symbols) differs from "
-                f"corpus {config.corpus!r} ({len(vocabulary)} symbols); refusing to resume. "
-                "Use a new --run-dir."
+                f"corpus {config.corpus!r} ({len(corpus.vocabulary)} symbols); refusing to "
+                "resume. Use a new --run-dir."
             )
-    model = RunModel(config, len(vocabulary))
-    network = model.network
-    task = make_task(config, corpus, network)
+    model = RunModel(config, len(corpus.vocabulary))
+    task = make_task(config, corpus, model.network)
     import tf_keras
 
     # Fraction of the time budget used so far (checkpointed, so a resumed run continues
@@ -138,134 +165,132 @@ def train(
     # Build the optimizer's slots first: a restore can then be checked object by object,
     # and a checkpoint written before the first step (Ctrl-C during tracing) is complete.
     optimizer.build(model.trainable_variables)
+    run = _Run(rd, config, resuming, corpus, model, task, optimizer, checkpoint, time_progress)
     if resuming and rd.latest_checkpoint() is not None:
         latest = rd.restore(checkpoint)
-        start_step = int(optimizer.iterations.numpy())
+        run.start_step = int(optimizer.iterations.numpy())
         _say(
-            out, f"Resuming run {rd.path} from checkpoint {Path(latest).name} (step {start_step})."
+            out,
+            f"Resuming run {rd.path} from checkpoint {Path(latest).name} (step {run.start_step}).",
+        )
+        return run
+    if resuming:
+        _say(out, f"Run {rd.path} has no checkpoint yet; starting from step 0.")
+    with INTERRUPTS.protect():
+        rd.path.mkdir(parents=True, exist_ok=True)
+        config.save(rd.config_path)
+        corpus.vocabulary.save(rd.vocabulary_path)
+    return run
+
+
+def _progress_bar(run: _Run, enabled: bool, out: TextIO) -> ProgressCallback:
+    chars = run.task.chars_per_example
+    return ProgressCallback(
+        total=run.config.max_steps,
+        initial=run.start_step,
+        chars_per_step=run.config.batch_size * chars,
+        num_steps=chars,
+        enabled=enabled,
+        out=out,
+    )
+
+
+def _callbacks(run: _Run, manager, progress_bar: ProgressCallback) -> list:
+    chars = run.task.chars_per_example
+    return [
+        InterruptCheckCallback(),
+        TimeBudgetCallback(run.config.budget_minutes, progress=run.time_progress),
+        CheckpointCallback(manager, run.config.checkpoint_every),
+        TensorBoardCallback(run.rd.path / "tensorboard", run.config.batch_size * chars, chars),
+        progress_bar,
+    ]
+
+
+def _eval_fn(run: _Run, out: TextIO):
+    """Periodic validation: the task's metrics and a sample from the current weights."""
+    config, model, task, vocabulary = run.config, run.model, run.task, run.corpus.vocabulary
+    prime = config.prime if all(ch in vocabulary for ch in config.prime) else ""
+    if prime != config.prime:
+        _say(
+            out,
+            f"Note: prime {config.prime!r} has characters outside the vocabulary; "
+            "samples during training are unprimed.",
+        )
+    sampler = model.sampler(
+        config.sample_length,
+        prefix=vocabulary.encode(prime).astype(np.int32) if prime else None,
+        eos=task.eos,
+    )
+
+    def eval_fn() -> dict[str, Any]:
+        result = validate(model, task, config.eval_chars)
+        step = int(run.optimizer.iterations.numpy())
+        per = "line" if task.kind == "lines" else "window"
+        metrics = {
+            "valid_bits_per_char": result["bits_per_char"],
+            f"valid_nll_nats_per_{per}": result[f"nll_nats_per_{per}"],
+        }
+        if model.variational:
+            metrics["valid_plug_in_bits_per_char"] = result["plug_in_bits_per_char"]
+            metrics["valid_elbo_bound_bits_per_char"] = result["elbo_bound_bits_per_char"]
+        metrics["sample"] = prime + decode_until(
+            vocabulary, sampler([config.seed, step])[0], task.eos
+        )
+        return metrics
+
+    return eval_fn
+
+
+def _fit(run: _Run, callbacks: list, out: TextIO) -> list:
+    """The MAP or variational fit for the rest of the run; returns its evaluations."""
+    config, model, task, rd = run.config, run.model, run.task, run.rd
+    if not run.resuming:
+        _say(out, f"New run {rd.path}: {run.corpus!r}")
+    remaining = max(config.max_steps - run.start_step, 0)
+    if remaining == 0:
+        _say(out, f"Run {rd.path} already reached max_steps={config.max_steps}; nothing to do.")
+    common = dict(
+        num_examples=task.num_examples,
+        num_steps=remaining,
+        prior=model.prior,
+        optimizer=run.optimizer,
+        clip_norm=config.clip_norm,
+        callbacks=callbacks,
+        eval_fn=_eval_fn(run, out),
+        eval_every=config.eval_every,
+        initial_step=run.start_step,
+        jit_compile=config.jit_compile,
+        seed=config.seed,
+    )
+    distribution = task.distribution()
+    dataset = task.dataset(run.start_step)
+    if model.variational:
+        result = fit_variational(
+            distribution,
+            dataset,
+            surrogate=model.surrogate,
+            num_draws_per_step=config.num_draws_per_step,
+            kl_annealing_steps=config.kl_annealing_steps,
+            **common,
         )
     else:
-        start_step = 0
-        if resuming:
-            _say(out, f"Run {rd.path} has no checkpoint yet; starting from step 0.")
-        with INTERRUPTS.protect():
-            rd.path.mkdir(parents=True, exist_ok=True)
-            config.save(rd.config_path)
-            vocabulary.save(rd.vocabulary_path)
-    manager = tf.train.CheckpointManager(checkpoint, str(rd.checkpoint_dir), max_to_keep=3)
-    # From here on the run dir exists: a Ctrl-C anywhere below saves a checkpoint.
-    callbacks: list = []
-    started = time.perf_counter()
-    interrupted = False
-    try:
-        if not resuming:
-            _say(out, f"New run {rd.path}: {corpus!r}")
-        remaining = max(config.max_steps - start_step, 0)
-        if remaining == 0:
-            _say(out, f"Run {rd.path} already reached max_steps={config.max_steps}; nothing to do.")
+        result = fit_map(distribution, dataset, log_likelihood_fn=task.log_likelihood_fn, **common)
+    return result.evaluations
 
-        distribution = task.distribution()
-        dataset = task.dataset(start_step)
-        prime = config.prime if all(ch in vocabulary for ch in config.prime) else ""
-        if prime != config.prime:
-            _say(
-                out,
-                f"Note: prime {config.prime!r} has characters outside the vocabulary; "
-                "samples during training are unprimed.",
-            )
-        sampler = model.sampler(
-            config.sample_length,
-            prefix=vocabulary.encode(prime).astype(np.int32) if prime else None,
-            eos=task.eos,
-        )
 
-        def eval_fn() -> dict[str, Any]:
-            result = validate(model, task, config.eval_chars)
-            step = int(optimizer.iterations.numpy())
-            per = "line" if task.kind == "lines" else "window"
-            metrics = {
-                "valid_bits_per_char": result["bits_per_char"],
-                f"valid_nll_nats_per_{per}": result[f"nll_nats_per_{per}"],
-            }
-            if model.variational:
-                metrics["valid_plug_in_bits_per_char"] = result["plug_in_bits_per_char"]
-                metrics["valid_elbo_bound_bits_per_char"] = result["elbo_bound_bits_per_char"]
-            metrics["sample"] = prime + decode_until(
-                vocabulary, sampler([config.seed, step])[0], task.eos
-            )
-            return metrics
-
-        history = rd.load_metrics().get("history", []) if resuming else []
-        chars_per_step = config.batch_size * task.chars_per_example
-        progress_bar = ProgressCallback(
-            total=config.max_steps,
-            initial=start_step,
-            chars_per_step=chars_per_step,
-            num_steps=task.chars_per_example,
-            enabled=progress,
-            out=out,
-        )
-        callbacks = [
-            InterruptCheckCallback(),
-            TimeBudgetCallback(config.budget_minutes, progress=time_progress),
-            CheckpointCallback(manager, config.checkpoint_every),
-            TensorBoardCallback(rd.path / "tensorboard", chars_per_step, task.chars_per_example),
-            progress_bar,
-        ]
-        common = dict(
-            num_examples=task.num_examples,
-            num_steps=remaining,
-            prior=model.prior,
-            optimizer=optimizer,
-            clip_norm=config.clip_norm,
-            callbacks=callbacks,
-            eval_fn=eval_fn,
-            eval_every=config.eval_every,
-            initial_step=start_step,
-            jit_compile=config.jit_compile,
-        )
-        if model.variational:
-            result = fit_variational(
-                distribution,
-                dataset,
-                surrogate=model.surrogate,
-                num_draws_per_step=config.num_draws_per_step,
-                kl_annealing_steps=config.kl_annealing_steps,
-                seed=config.seed,
-                **common,
-            )
-        else:
-            result = fit_map(
-                distribution, dataset, log_likelihood_fn=task.log_likelihood_fn, **common
-            )
-        evaluations = result.evaluations
-    except KeyboardInterrupt:
-        interrupted = True
-        evaluations = []
-    finally:
-        with INTERRUPTS.protect():
-            for callback in callbacks:
-                close = getattr(callback, "close", None)
-                if close:
-                    close()
+def _save_final_checkpoint(run: _Run, manager, interrupted: bool) -> int:
+    """Save the last step (if new); after Ctrl-C raise `TrainingInterrupted` saying so."""
     with INTERRUPTS.protect():
-        final_step = int(optimizer.iterations.numpy())
+        final_step = int(run.optimizer.iterations.numpy())
         saved = manager.latest_checkpoint
-        if final_step > start_step or saved is None:
+        if final_step > run.start_step or saved is None:
             saved = manager.save(checkpoint_number=final_step)
     if interrupted:
         raise TrainingInterrupted(
             f"Interrupted: checkpoint saved at step {final_step} in {Path(saved).parent}; "
-            f"resume with: probseq train --run-dir {rd.path}"
+            f"resume with: probseq train --run-dir {run.rd.path}"
         )
-    history.extend(progress_bar.history)
-    metrics = _final_metrics(rd, config, model, task, history, evaluations)
-    metrics["step"] = final_step
-    metrics["train_seconds_this_invocation"] = time.perf_counter() - started
-    with INTERRUPTS.protect():
-        rd.save_metrics(metrics)
-        plot_learning_curve(history, metrics["evaluations"], rd.path / "learning_curve.png")
-    return metrics
+    return final_step
 
 
 class InterruptCheckCallback(Callback):

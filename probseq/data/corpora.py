@@ -51,10 +51,10 @@ from pathlib import Path
 import numpy as np
 
 from probseq.data import download as _download
-from probseq.data._files import atomic_write_text, sha256_file
 from probseq.data.cache import ensure_writable_dir, resolve_cache_dir
 from probseq.data.download import DownloadError, ProgressCallback
 from probseq.data.vocabulary import Vocabulary
+from probseq.files import atomic_write_text, sha256_file
 
 __all__ = [
     "KNOWN_CORPORA",

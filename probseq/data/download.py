@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from probseq.data._files import atomic_output, sha256_file
+from probseq.files import atomic_output, sha256_file
 
 __all__ = [
     "MIRROR_ENV",

@@ -16,7 +16,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from probseq.data._files import atomic_write_text
+from probseq.files import atomic_write_text
 
 __all__ = ["UnknownCharacterError", "Vocabulary"]
 

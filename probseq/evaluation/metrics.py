@@ -12,9 +12,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["bits_per_char", "log_mean_exp", "nats_to_bits", "perplexity"]
+__all__ = ["LN2", "bits_per_char", "log_mean_exp", "nats_to_bits", "perplexity"]
 
-_LN2 = math.log(2.0)
+LN2 = math.log(2.0)  # nats per bit
 
 
 def nats_to_bits(nats):
@@ -33,8 +33,8 @@ def nats_to_bits(nats):
     ```
     """
     if tf.is_tensor(nats):
-        return nats / tf.constant(_LN2, nats.dtype)
-    return np.asarray(nats, dtype=np.float64) / _LN2 if np.ndim(nats) else float(nats) / _LN2
+        return nats / tf.constant(LN2, nats.dtype)
+    return np.asarray(nats, dtype=np.float64) / LN2 if np.ndim(nats) else float(nats) / LN2
 
 
 def bits_per_char(nll_nats_per_char):

@@ -1,8 +1,9 @@
 """Fitting: MAP / maximum likelihood (and variational inference) for probseq models."""
 
 from probseq.inference.callbacks import Callback, StepInfo
-from probseq.inference.map import FitResult, GaussianPrior, fit_map, global_norm_clip
-from probseq.inference.priors import ScaleMixturePrior, prior_distribution
+from probseq.inference.map import FitResult, fit_map, global_norm_clip
+from probseq.inference.priors import GaussianPrior, ScaleMixturePrior, prior_distribution
+from probseq.inference.schedules import warmup_cosine
 from probseq.inference.surrogate import MeanFieldPosterior, stateless_seed
 from probseq.inference.variational import (
     ELBOTerms,
@@ -30,4 +31,5 @@ __all__ = [
     "kl_weight",
     "prior_distribution",
     "stateless_seed",
+    "warmup_cosine",
 ]

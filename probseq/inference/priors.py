@@ -1,9 +1,12 @@
-"""Priors over the weights of a params structure, for `fit_variational` (and `fit_map`).
+"""Priors over the weights of a params structure, for `fit_map` and `fit_variational`.
 
-`GaussianPrior` (closed-form KL against a Normal surrogate) is defined with `fit_map` in
-`probseq.inference.map`; `ScaleMixturePrior` is the two-component mixture of Blundell et
-al. (2015). `prior_distribution` gives either one as a TFP joint distribution over a
-params structure.
+A prior is any TFP distribution over one scalar weight (batch and event shape `[]`),
+applied iid to every weight: `tfd.Normal(0., 1.)`, `tfd.Laplace(0., 0.1)`,
+`tfd.StudentT(3., 0., 1.)`, a `tfd.MixtureSameFamily`, ... . `GaussianPrior(scale)` and
+`ScaleMixturePrior(...)` are small named constructors of two of them (kept from the
+first API, where they were the only choices). The KL term of a variational fit uses
+`tfd.kl_divergence(Normal, prior)` where TFP registers one in closed form (e.g. a Normal
+prior) and a Monte Carlo estimate on the step's weight draws otherwise.
 """
 
 from __future__ import annotations
@@ -14,20 +17,57 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from probseq.inference.map import GaussianPrior
-
 tfd = tfp.distributions
 
-__all__ = ["Prior", "ScaleMixturePrior", "has_closed_form_kl", "prior_distribution"]
+__all__ = [
+    "GaussianPrior",
+    "Prior",
+    "ScaleMixturePrior",
+    "has_closed_form_kl",
+    "prior_distribution",
+    "scalar_prior",
+    "weights_log_prob",
+]
 
 
-class ScaleMixturePrior:
+class _NamedPrior:
+    """A named prior: `distribution(dtype)` is its TFP distribution of one weight."""
+
+    def distribution(self, dtype=tf.float32) -> tfd.Distribution:
+        raise NotImplementedError
+
+    def log_prob(self, variables: Sequence[tf.Variable]) -> tf.Tensor:
+        """Sum of the log-density over all entries of all `variables` (nats)."""
+        return weights_log_prob(self, variables)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value}" for key, value in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+class GaussianPrior(_NamedPrior):
+    """`tfd.Normal(0, scale)` on every weight (a weight-decay prior; closed-form KL).
+
+    Args:
+      scale: prior standard deviation (> 0).
+    """
+
+    def __init__(self, scale: float = 1.0):
+        if not scale > 0:
+            raise ValueError(f"prior scale must be positive, got {scale}.")
+        self.scale = float(scale)
+
+    def distribution(self, dtype=tf.float32) -> tfd.Distribution:
+        return tfd.Normal(tf.constant(0.0, dtype), tf.constant(self.scale, dtype))
+
+
+class ScaleMixturePrior(_NamedPrior):
     """Two-component scale mixture of zero-mean Normals on every weight (Blundell et al.).
 
     `p(w) = pi Normal(w | 0, scale_1^2) + (1 - pi) Normal(w | 0, scale_2^2)`, iid over
-    all weights, with `scale_1 > scale_2` (a broad component and a spike near 0). The
-    KL divergence from a Normal surrogate to this prior has no closed form:
-    `fit_variational` uses a Monte Carlo estimate.
+    all weights, with `scale_1 > scale_2` (a broad component and a spike near 0), as a
+    `tfd.MixtureSameFamily`. The KL divergence from a Normal surrogate to it has no
+    closed form: `fit_variational` uses a Monte Carlo estimate.
 
     Args:
       mixture_weight: `pi` in (0, 1), the weight of the broad component.
@@ -53,46 +93,71 @@ class ScaleMixturePrior:
         self.scale_1 = float(scale_1)
         self.scale_2 = float(scale_2)
 
-    def scalar_distribution(self, dtype=tf.float32) -> tfd.Distribution:
-        """The prior of one weight: a scalar `tfd.MixtureSameFamily`."""
+    def distribution(self, dtype=tf.float32) -> tfd.Distribution:
         pi = self.mixture_weight
         return tfd.MixtureSameFamily(
             tfd.Categorical(probs=tf.constant([pi, 1.0 - pi], dtype)),
             tfd.Normal(tf.zeros([2], dtype), tf.constant([self.scale_1, self.scale_2], dtype)),
         )
 
-    def log_prob(self, variables: Sequence[tf.Variable]) -> tf.Tensor:
-        """Sum of the mixture log-density over all entries of all variables (nats).
+    def scalar_distribution(self, dtype=tf.float32) -> tfd.Distribution:
+        """The prior of one weight (the name of the first API; see `distribution`)."""
+        return self.distribution(dtype)
 
-        Same interface as `GaussianPrior.log_prob`, so `fit_map` accepts this prior too.
-        """
-        dist = self.scalar_distribution()
-        return tf.add_n([tf.reduce_sum(dist.log_prob(tf.cast(v, tf.float32))) for v in variables])
 
-    def __repr__(self) -> str:
-        return (
-            f"ScaleMixturePrior(mixture_weight={self.mixture_weight}, scale_1={self.scale_1}, "
-            f"scale_2={self.scale_2})"
+Prior = tfd.Distribution | GaussianPrior | ScaleMixturePrior
+
+
+def scalar_prior(prior: Prior, dtype=tf.float32) -> tfd.Distribution:
+    """The TFP distribution of one weight: a named prior's, or `prior` itself.
+
+    Raises:
+      TypeError: `prior` is neither, or is not over one scalar (batch and event `[]`).
+    """
+    if isinstance(prior, _NamedPrior):
+        return prior.distribution(dtype)
+    if not isinstance(prior, tfd.Distribution):
+        raise TypeError(
+            "prior must be a TFP distribution over one weight (e.g. tfd.Normal(0., 1.)), "
+            f"GaussianPrior or ScaleMixturePrior, got {type(prior).__name__}."
         )
+    if prior.batch_shape.rank != 0 or prior.event_shape.rank != 0:
+        raise TypeError(
+            f"prior must be a distribution over one scalar weight (applied to every weight "
+            f"independently); got batch shape {prior.batch_shape} and event shape "
+            f"{prior.event_shape}."
+        )
+    return prior
 
 
-Prior = GaussianPrior | ScaleMixturePrior
+def _log_prob_as(prior: tfd.Distribution, value: tf.Tensor) -> tf.Tensor:
+    """`prior.log_prob(value)` in the prior's dtype, returned in the value's."""
+    value = tf.convert_to_tensor(value)
+    return tf.cast(prior.log_prob(tf.cast(value, prior.dtype)), value.dtype)
 
 
-def _scalar_prior(prior: Prior, dtype) -> tfd.Distribution:
-    if isinstance(prior, ScaleMixturePrior):
-        return prior.scalar_distribution(dtype)
-    if isinstance(prior, GaussianPrior):
-        return tfd.Normal(tf.constant(0.0, dtype), tf.constant(prior.scale, dtype))
-    raise TypeError(
-        f"prior must be a GaussianPrior or a ScaleMixturePrior, got {type(prior).__name__}."
-    )
+def weights_log_prob(prior: Prior, variables: Sequence) -> tf.Tensor:
+    """Sum of `log p(w)` over every entry of every tensor in `variables` (nats)."""
+    variables = list(variables)
+    dtype = tf.convert_to_tensor(variables[0]).dtype if variables else tf.float32
+    dist = scalar_prior(prior, dtype)
+    return tf.add_n([tf.reduce_sum(_log_prob_as(dist, v)) for v in variables])
+
+
+_CLOSED_FORM: dict[type, bool] = {}
 
 
 def has_closed_form_kl(prior: Prior) -> bool:
-    """Whether `KL(Normal || prior)` is computed in closed form (a `GaussianPrior`), else
-    by Monte Carlo over posterior draws."""
-    return isinstance(prior, GaussianPrior)
+    """Whether TFP has `KL(Normal || prior)` in closed form (else: Monte Carlo)."""
+    dist = scalar_prior(prior)
+    kind = type(dist)
+    if kind not in _CLOSED_FORM:
+        try:  # registrations are by type pair; inside tf.function the unused op is pruned
+            tfd.kl_divergence(tfd.Normal(tf.zeros([], dist.dtype), 1.0), dist)
+            _CLOSED_FORM[kind] = True
+        except NotImplementedError:
+            _CLOSED_FORM[kind] = False
+    return _CLOSED_FORM[kind]
 
 
 def _is_mapping(value) -> bool:
@@ -124,7 +189,7 @@ def _prior_log_prob(prior: Prior, shapes: Mapping, params: Mapping) -> tf.Tensor
         tf.nest.flatten(_core_shapes(shapes)), tf.nest.flatten(_plain(params)), strict=True
     ):
         value = tf.convert_to_tensor(value)
-        log_prob = _scalar_prior(prior, value.dtype).log_prob(value)  # :: s + core
+        log_prob = _log_prob_as(scalar_prior(prior, value.dtype), value)  # :: s + core
         axes = list(range(-shape.rank, 0))
         parts.append(tf.reduce_sum(log_prob, axis=axes) if axes else log_prob)
     return tf.add_n(parts)
@@ -134,16 +199,17 @@ def prior_distribution(prior: Prior, template: Mapping, dtype=tf.float32) -> tfd
     """The prior over a params structure as a nested `tfd.JointDistributionNamed`.
 
     Args:
-      prior: `GaussianPrior(scale)` or `ScaleMixturePrior(...)`, iid over all weights.
+      prior: a TFP distribution over one weight, `GaussianPrior` or `ScaleMixturePrior`,
+        iid over all weights.
       template: a params structure (e.g. `network.params`) giving the leaf shapes
         (without leading batch dims).
-      dtype: float dtype.
+      dtype: float dtype (of a named prior; a TFP distribution keeps its own).
 
     Returns:
       A joint distribution whose events have the structure of `template` (leaf event
       shapes = the template's leaf shapes); `log_prob(w)` of draws `[K] + core` is `[K]`.
     """
-    scalar = _scalar_prior(prior, dtype)
+    scalar = scalar_prior(prior, dtype)
     shapes = _core_shapes(template)
     return tfd.JointDistributionNamed(
         {

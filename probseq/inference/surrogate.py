@@ -14,8 +14,8 @@ from probseq.inference.priors import (
     _is_mapping,
     _plain,
     _prior_log_prob,
-    _scalar_prior,
     has_closed_form_kl,
+    scalar_prior,
 )
 from probseq.nn.cells import get_cell
 from probseq.seeds import split, stateless_seed
@@ -201,7 +201,7 @@ class MeanFieldPosterior(tf.Module):
                 f"KL(Normal || {type(prior).__name__}) has no closed form; use "
                 "kl_divergence_monte_carlo."
             )
-        scalar = _scalar_prior(prior, self._dtype)
+        scalar = scalar_prior(prior, self._dtype)
         parts = [
             tf.reduce_sum(tfd.kl_divergence(leaf, scalar))
             for leaf in tf.nest.flatten(self.leaf_distributions())
@@ -219,7 +219,9 @@ def _as_template(source) -> Mapping:
     """Params structure of an `LSTMNetwork`, an `LSTMAutoregressive` or a params dict."""
     if _is_mapping(source):
         return source
-    params = getattr(source, "params", None)
+    params = getattr(source, "params_in_use", None)  # a distribution's
+    if params is None:
+        params = getattr(source, "params", None)  # a network's
     if _is_mapping(params):
         return params
     raise TypeError(

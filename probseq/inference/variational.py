@@ -38,29 +38,32 @@ computes for the same draws; a test checks that equality).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from probseq.inference._loop import run_steps
-from probseq.inference.callbacks import Callback
-from probseq.inference.map import (
+from probseq.inference._loop import (
     FitResult,
-    GaussianPrior,
-    _default_optimizer,
-    global_norm_clip,
-    token_range_diagnosis,
+    LossTerms,
+    check_fit_arguments,
+    default_optimizer,
+    fit_loop,
+    takes_seed,
 )
+from probseq.inference.callbacks import Callback
+from probseq.inference.map import likelihood_of, token_range_diagnosis
 from probseq.inference.priors import (
+    GaussianPrior,
     Prior,
     ScaleMixturePrior,
     _plain,
     _prior_log_prob,
-    _scalar_prior,
     has_closed_form_kl,
     prior_distribution,
+    scalar_prior,
 )
 from probseq.inference.surrogate import MeanFieldPosterior, _as_template
 from probseq.nn.cells import network_cell
@@ -258,17 +261,19 @@ class VariationalFitResult(FitResult):
     kl_method: str = "closed_form"
 
 
-_TRACE_KEYS = (
-    "step",
-    "loss",
-    "nll",
-    "kl",
-    "elbo",
-    "kl_weight",
-    "grad_norm",
-    "learning_rate",
-    "seconds",
-)
+def _template_and_cell(model) -> tuple[Mapping, Any]:
+    """The params structure a surrogate is built over, and its cell: a distribution's
+    params in use and its network's cell, or a network's params and cell."""
+    params = getattr(model, "params_in_use", None)
+    if params is not None:
+        return params, network_cell(getattr(model, "network", None))
+    params = getattr(model, "params", None)
+    if params is not None and hasattr(model, "cell_type"):
+        return params, model.cell_type
+    raise TypeError(
+        "fit_variational needs the params structure to put a posterior on: a probseq "
+        f"distribution or a network, got {type(model).__name__}."
+    )
 
 
 def _initial_loc(initial_loc, template: Mapping, prior: Prior, seed) -> Mapping:
@@ -316,9 +321,11 @@ def fit_variational(
     weight draws per minibatch, each shared by all sequences and time steps of the batch.
 
     Args:
-      distribution: an `LSTMAutoregressive` giving the likelihood of one sequence; its
-        params (the network's variables) define the structure and, by default, the
-        initial locations. Its variables are not changed.
+      distribution: the model: a probseq distribution giving the likelihood of one
+        sequence (e.g. `LSTMAutoregressive(net, T)`), or, with `log_likelihood_fn`, a
+        network (e.g. the `Seq2SeqNetwork` of a conditional model); its params define
+        the structure, the cell and, by default, the initial locations. Its variables
+        are not changed.
       dataset: iterable (e.g. `tf.data.Dataset`) of int batches `[B, T]`.
       num_examples: `N`, the number of training sequences (scales the KL).
       num_steps: optimizer steps to take in this call.
@@ -358,8 +365,8 @@ def fit_variational(
         `K` weight draws `params` (leaves `[K] + core`), replacing the distribution's
         `log_prob`: conditional models (an `EncoderDecoder` of the batch's sources),
         variable-length batches (`lengths=`), any likelihood built from the params
-        structure (see `elbo_terms`). The distribution then only gives the params
-        template (and the cell).
+        structure (see `elbo_terms`). The model then only gives the params template
+        (and the cell). A function with a `seed` keyword also gets a per-step seed.
 
     Returns:
       A `VariationalFitResult` with the surrogate and the per-step trace.
@@ -374,18 +381,17 @@ def fit_variational(
     draws = result.surrogate.sample(16, seed=(1, 2))
     ```
     """
-    if num_steps < 0:
-        raise ValueError(f"num_steps must be >= 0, got {num_steps}.")
-    if num_examples < 1:
-        raise ValueError(f"num_examples must be >= 1, got {num_examples}.")
+    check_fit_arguments(num_steps, num_examples)
     if num_draws_per_step < 1:
         raise ValueError(f"num_draws_per_step must be >= 1, got {num_draws_per_step}.")
     if draw_per_sequence and num_draws_per_step != 1:
         raise ValueError("draw_per_sequence=True needs num_draws_per_step=1.")
     if kl_annealing_steps < 0:
         raise ValueError(f"kl_annealing_steps must be >= 0, got {kl_annealing_steps}.")
-    _scalar_prior(prior, tf.float32)  # type check
-    template = distribution.params_in_use
+    scalar_prior(prior)  # type check
+    template, cell = _template_and_cell(distribution)
+    if log_likelihood_fn is None:
+        likelihood_of(distribution, None, "fit_variational")  # a distribution, or refuse
     init_seed, step_seed = tf.unstack(split(seed, 2))
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
@@ -395,84 +401,56 @@ def fit_variational(
                 initial_loc=_initial_loc(initial_loc, template, prior, init_seed),
                 initial_scale=posterior_init_scale,
                 seed=init_seed,
-                cell=network_cell(getattr(distribution, "network", None)),
+                cell=cell,
             )
-        optimizer = optimizer or _default_optimizer(learning_rate)
-    variables = list(surrogate.trainable_variables)
-    num_replicas = strategy.num_replicas_in_sync
+        optimizer = optimizer or default_optimizer(learning_rate)
+    seeded = log_likelihood_fn is not None and takes_seed(log_likelihood_fn)
 
-    def replica_step(batch, step_seed, weight):
-        with tf.GradientTape() as tape:
-            terms = elbo_terms(
-                surrogate,
-                distribution,
-                prior,
-                batch,
-                num_examples=num_examples,
-                num_draws=num_draws_per_step,
-                draw_per_sequence=draw_per_sequence,
-                seed=step_seed,
-                log_likelihood_fn=log_likelihood_fn,
+    def loss_fn(batch, draw_seed, scalars):
+        fn = log_likelihood_fn
+        if seeded:  # the likelihood's own randomness (e.g. dropout), apart from the draws'
+            fn = functools.partial(
+                log_likelihood_fn, seed=tf.random.experimental.stateless_fold_in(draw_seed, 1)
             )
-            # Per replica: the replica's share of the global-batch mean, and 1/R of the KL,
-            # so that the all-reduced sum is the global objective.
-            nll = terms.expected_nll / num_replicas
-            kl = terms.kl_per_example / num_replicas
-            loss = nll + weight * kl
-        grads = tape.gradient(loss, variables)
-        grads = tf.distribute.get_replica_context().all_reduce("sum", grads)
-        grads, norm = global_norm_clip(grads, clip_norm)
-        optimizer.apply_gradients(
-            zip(grads, variables, strict=True), experimental_aggregate_gradients=False
-        )
-        return loss, nll, kl, norm
-
-    def train_step(batch, step_seed, weight):
-        loss, nll, kl, norm = strategy.run(replica_step, args=(batch, step_seed, weight))
-        total = tf.distribute.ReduceOp.SUM
-        return (
-            strategy.reduce(total, loss, axis=None),
-            strategy.reduce(total, nll, axis=None),
-            strategy.reduce(total, kl, axis=None),
-            strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None),
-        )
-
-    # reduce_retracing: batches of varying width (bucketed sequences) share one trace.
-    compiled = tf.function(train_step, jit_compile=jit_compile or None, reduce_retracing=True)
-    if isinstance(dataset, tf.data.Dataset) and num_replicas > 1:
-        dataset = strategy.experimental_distribute_dataset(dataset)
-
-    def step_fn(batch, step):
-        weight = kl_weight(step, kl_annealing_steps)
-        loss, nll, kl, norm = compiled(
+        terms = elbo_terms(
+            surrogate,
+            distribution,
+            prior,
             batch,
-            tf.random.experimental.stateless_fold_in(step_seed, step),
-            tf.constant(weight, tf.float32),
+            num_examples=num_examples,
+            num_draws=num_draws_per_step,
+            draw_per_sequence=draw_per_sequence,
+            seed=draw_seed,
+            log_likelihood_fn=fn,
         )
-        nll, kl = float(nll), float(kl)
-        return loss, nll, norm, {"kl": kl, "elbo": -(nll + kl), "kl_weight": weight}
+        return LossTerms(
+            terms.expected_nll,
+            scalars["kl_weight"] * terms.kl_per_example,
+            {"kl": terms.kl_per_example, "elbo": terms.elbo_per_example},
+        )
 
-    trace, evaluations, steps_run, stopped = run_steps(
-        step_fn,
+    result = fit_loop(
+        loss_fn,
+        surrogate.trainable_variables,
         dataset,
         num_steps=num_steps,
-        initial_step=initial_step,
         optimizer=optimizer,
+        strategy=strategy,
+        seed=step_seed,
+        clip_norm=clip_norm,
+        jit_compile=jit_compile,
         callbacks=callbacks,
         eval_fn=eval_fn,
         eval_every=eval_every,
-        trace_keys=_TRACE_KEYS,
+        initial_step=initial_step,
+        step_scalars=lambda step: {"kl_weight": kl_weight(step, kl_annealing_steps)},
         divergence_hint=(
             "lower the learning rate, set clip_norm or a smaller posterior_init_scale"
         ),
         diagnose_batch=token_range_diagnosis(distribution),
     )
     return VariationalFitResult(
-        trace=trace,
-        evaluations=evaluations,
-        steps_run=steps_run,
-        final_step=initial_step + steps_run,
-        stopped_early=stopped,
+        **{field.name: getattr(result, field.name) for field in dataclasses.fields(result)},
         surrogate=surrogate,
         prior=prior,
         kl_method="closed_form" if has_closed_form_kl(prior) else "monte_carlo",

@@ -22,11 +22,18 @@ defaults: call `set_cpu_threads` for models and batches that `cut_pays`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import tensorflow as tf
 
-__all__ = ["cut_pays", "parallel_chains", "set_cpu_threads", "usable_cpus"]
+__all__ = [
+    "cut_pays",
+    "parallel_chains",
+    "set_cpu_threads",
+    "usable_cpus",
+    "use_probseq_threads",
+]
 
 # Below this many batch rows per slice, or this much recurrent GEMM work per slice and
 # step (multiply-adds, estimated as rows * sum over layers of 4 H^2), cutting the batch
@@ -112,3 +119,18 @@ def parallel_chains() -> int:
         return 1
     inter = tf.config.threading.get_inter_op_parallelism_threads()
     return max(1, inter if inter > 0 else usable_cpus())
+
+
+def use_probseq_threads(batch_size: int | None = None, hidden_sizes=None) -> None:
+    """`probseq.set_cpu_threads()` for a command-line run (faster time loops on CPU).
+
+    Given the training batch size and the layers' hidden sizes, only when cutting such
+    batches pays (`probseq.nn.threads.cut_pays`); small models keep TensorFlow's default
+    threads, which suit them better. When TensorFlow is already running in this process
+    (e.g. `main()` called from Python after other TensorFlow work), its thread settings
+    are kept.
+    """
+    if batch_size is not None and not cut_pays(batch_size, hidden_sizes):
+        return
+    with contextlib.suppress(RuntimeError):
+        set_cpu_threads()

@@ -226,7 +226,7 @@ def test_scripts_set_threads_only_when_cutting_pays(hidden_sizes, expected):
     script = textwrap.dedent(
         f"""
         import tensorflow as tf
-        from probseq.cli.main import use_probseq_threads
+        from probseq.nn.threads import use_probseq_threads
         use_probseq_threads(128, {hidden_sizes})
         print(tf.config.threading.get_intra_op_parallelism_threads(),
               tf.config.threading.get_inter_op_parallelism_threads())

@@ -1,4 +1,10 @@
-"""Shared driver of the character-LM experiment scripts in `experiments/`."""
+"""Shared driver of the character-LM experiment scripts in this directory
+(`shakespeare_char_rnn.py`, `text8_lstm.py`): their common flags, `--tiny` settings and
+the train / evaluate / sample sequence through the `probseq` command's own functions.
+
+It lives next to the scripts (not in the package): it is how these scripts are written,
+not an API. A script run as `python experiments/NAME.py` imports it by name.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from probseq.cli.config import resolve_config
-from probseq.cli.main import use_probseq_threads
 from probseq.cli.runs import evaluate_run, sample_run
 from probseq.cli.train import train
+from probseq.nn.threads import use_probseq_threads
 
 __all__ = ["TINY_OVERRIDES", "add_experiment_arguments", "run_char_lm_experiment"]
 
