@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive_int(text: str) -> int:
+    """argparse `type=` for counts: the flag's text as an integer >= 1."""
     try:
         value = int(text)
     except ValueError:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from probseq.checks import check_positive_int
+
 __all__ = ["contiguous_batches", "num_batches_per_epoch", "random_windows"]
 
 # Distinct stream ids keep the two pipelines' random numbers unrelated for the same seed.
@@ -217,8 +219,7 @@ def _as_compact_ids(ids: Any) -> np.ndarray:
 
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        check_positive_int(name, value)
 
 
 def _check_range(start: int, count: int | None, start_name: str, count_name: str) -> int:

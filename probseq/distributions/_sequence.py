@@ -26,6 +26,7 @@ from tensorflow_probability.python.internal.parameter_properties import BIJECTOR
 from probseq.distributions._lengths import canonical_tokens, dense_and_lengths, finish_step
 from probseq.distributions.kernel import token_log_probs
 from probseq.nn.cells import cell_step, slice_sizes, split_rows
+from probseq.nn.params import ParamsSpec
 
 tfd = tfp.distributions
 
@@ -575,53 +576,13 @@ def convert_tokens(tokens, name: str, length_symbol: str, empty_hint: str) -> tf
     return tf.cast(tokens, tf.int32)
 
 
-def check_params(network, params: dict, *, name_leaves: bool) -> dict:
-    """Validate an explicit params structure against the network's (static shapes).
-
-    `name_leaves`: name the expected keys and the offending leaf in the errors.
-    """
-    reference = network.params
-    try:
-        tf.nest.assert_same_structure(reference, params)
-    except (ValueError, TypeError) as error:
-        keys = f" (keys {sorted(reference)})" if name_leaves else ""
-        raise ValueError(
-            f"params must have the same structure as network.params{keys}: {error}"
-        ) from None
-    params = tf.nest.map_structure(
-        lambda p: p if tensor_util.is_ref(p) else tf.convert_to_tensor(p, network.dtype), params
-    )
-    batch_shapes = set()
-    leaves = zip(tf.nest.flatten(reference), tf.nest.flatten(params), strict=True)
-    for index, (ref, value) in enumerate(leaves):
-        core, shape = ref.shape, value.shape
-        if shape.rank is None or shape.rank < core.rank or shape[shape.rank - core.rank :] != core:
-            if name_leaves:
-                raise ValueError(
-                    f"params[{_paths(reference)[index]}] must have shape "
-                    f"[..., {', '.join(map(str, core))}] like the network's, got {shape}."
-                )
-            raise ValueError(
-                f"every params leaf must have shape [..., *core] with the network's core "
-                f"shape; got {shape} where the network has {core}."
-            )
-        batch_shapes.add(tuple(shape[: shape.rank - core.rank].as_list()))
-    if len(batch_shapes) != 1:
-        raise ValueError(
-            f"all params must share the same leading batch shape, got {sorted(batch_shapes)}."
-        )
-    return params
-
-
-def _paths(structure: dict) -> list[str]:
-    paths = []
-    for key in sorted(structure):
-        value = structure[key]
-        if isinstance(value, dict):
-            paths.extend(f"{key!r}][{sub}" for sub in _paths(value))
-        else:
-            paths.append(repr(key))
-    return paths
+def check_params(network, params: dict, *, name_leaves: bool = True) -> dict:
+    """Validate an explicit params structure against the network's (static shapes):
+    `ParamsSpec.check` (one wording of every error). `name_leaves` is kept for callers
+    of the first API; every error names the leaf now."""
+    del name_leaves
+    checked, _ = ParamsSpec.of(network.params).check(params, dtype=network.dtype)
+    return checked
 
 
 def range_assertions(x, vocab_size: int, what: str) -> list:

@@ -11,15 +11,13 @@ from probseq.distributions import LSTMAutoregressive
 from probseq.nn import (
     Cell,
     LSTMNetwork,
+    ParamsSpec,
     cell_initial_state,
     get_cell,
     network_cell,
     num_layers_of,
     sizes_of,
 )
-
-# Rank of every params leaf without leading draw dims.
-_CORE_RANKS = {"input_kernel": 2, "recurrent_kernel": 2, "bias": 1, "kernel": 2}
 
 
 class ResolvedModel(NamedTuple):
@@ -31,15 +29,6 @@ class ResolvedModel(NamedTuple):
     temperature: float
     default_num_steps: int | None
     cell: Cell  # stated by the network, or given with a params dict
-
-
-def check_positive_int(name: str, value) -> int:
-    """`value` as an int if it is a positive integer (not bool), else a ValueError."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def resolve_model(model, params, temperature, cell=None) -> ResolvedModel:
@@ -113,22 +102,11 @@ def _snapshot_params(params) -> dict:
     return snapshot
 
 
-def _num_draws(params: dict) -> int | None:
+def _num_draws(params: dict, spec: ParamsSpec | None = None) -> int | None:
     """Size of the leading draw dim shared by all leaves (None if there is none)."""
-    leading = set()
-    for group in params.values():
-        for key, leaf in group.items():
-            core = _CORE_RANKS[key]
-            leading.add(tuple(leaf.shape[: leaf.shape.rank - core].as_list()))
-    if len(leading) != 1:
-        raise ValueError(f"all params must share the same leading dims, got {sorted(leading)}.")
-    (batch,) = leading
-    if len(batch) > 1:
-        raise ValueError(
-            "params may carry at most one leading dim (S draws); got leading shape "
-            f"{list(batch)}. Reshape the draws to [S, ...] first."
-        )
-    if not batch:
+    spec = spec or ParamsSpec.infer(params)
+    _, batch = spec.check(params, max_batch_ndims=1, hint=" (S draws; reshape them to [S, ...])")
+    if batch.rank == 0:
         return None
     if batch[0] is None or batch[0] < 1:
         raise ValueError(f"the draw dim of params must be static and >= 1, got {batch[0]}.")
@@ -137,27 +115,7 @@ def _num_draws(params: dict) -> int | None:
 
 def _check_core_shapes(params: dict, reference: dict, num_draws: int | None) -> None:
     """Explicit params must match the model's own layout (up to the draw dim)."""
-    ref_draws = _num_draws(reference)
-    try:
-        tf.nest.assert_same_structure(reference, params)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"params must have the structure of the model's params: {error}") from None
-    lead, ref_lead = int(num_draws is not None), int(ref_draws is not None)
-    for (path, leaf), ref in zip(_leaves(params), tf.nest.flatten(reference), strict=True):
-        if leaf.shape[lead:] != ref.shape[ref_lead:]:
-            raise ValueError(
-                f"params[{path}] has core shape {leaf.shape[lead:]}, the model's is "
-                f"{ref.shape[ref_lead:]}."
-            )
-
-
-def _leaves(params: dict) -> list:
-    """`(path, leaf)` pairs in `tf.nest.flatten` order (sorted keys)."""
-    return [
-        (f"{group!r}][{key!r}", params[group][key])
-        for group in sorted(params)
-        for key in sorted(params[group])
-    ]
+    _num_draws(params, ParamsSpec.infer(reference))
 
 
 def _check_temperature(temperature) -> float:

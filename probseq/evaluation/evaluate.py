@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from probseq.checks import check_positive_int
 from probseq.evaluation import _kernels
-from probseq.evaluation._inputs import ResolvedModel, check_ids, check_positive_int, resolve_model
+from probseq.evaluation._inputs import ResolvedModel, check_ids, resolve_model
 from probseq.evaluation.result import EvaluationResult, stream_result, windows_result
 
 __all__ = ["evaluate"]

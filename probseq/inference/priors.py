@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from probseq.nn.params import ParamsSpec, plain
+
 tfd = tfp.distributions
 
 __all__ = [
@@ -160,22 +162,9 @@ def has_closed_form_kl(prior: Prior) -> bool:
     return _CLOSED_FORM[kind]
 
 
-def _is_mapping(value) -> bool:
-    # `tf.Module` wraps dict attributes in a `_DictWrapper`, which is not a `Mapping`.
-    return isinstance(value, Mapping) or (hasattr(value, "items") and hasattr(value, "keys"))
-
-
-def _plain(structure) -> dict:
-    """A params structure (possibly `tf.Module`-wrapped dicts) as plain nested dicts."""
-    return {key: _plain(value) if _is_mapping(value) else value for key, value in structure.items()}
-
-
 def _core_shapes(template: Mapping) -> dict:
     """Leaf shapes of a params structure (tensors, variables or `TensorShape`s)."""
-    return tf.nest.map_structure(
-        lambda leaf: tf.TensorShape(leaf if isinstance(leaf, tf.TensorShape) else leaf.shape),
-        _plain(template),
-    )
+    return ParamsSpec.of(plain(template)).shapes
 
 
 def _prior_log_prob(prior: Prior, shapes: Mapping, params: Mapping) -> tf.Tensor:
@@ -186,7 +175,7 @@ def _prior_log_prob(prior: Prior, shapes: Mapping, params: Mapping) -> tf.Tensor
     """
     parts = []
     for shape, value in zip(
-        tf.nest.flatten(_core_shapes(shapes)), tf.nest.flatten(_plain(params)), strict=True
+        tf.nest.flatten(_core_shapes(shapes)), tf.nest.flatten(plain(params)), strict=True
     ):
         value = tf.convert_to_tensor(value)
         log_prob = _log_prob_as(scalar_prior(prior, value.dtype), value)  # :: s + core

@@ -59,7 +59,6 @@ from probseq.inference.priors import (
     GaussianPrior,
     Prior,
     ScaleMixturePrior,
-    _plain,
     _prior_log_prob,
     has_closed_form_kl,
     prior_distribution,
@@ -67,6 +66,7 @@ from probseq.inference.priors import (
 )
 from probseq.inference.surrogate import MeanFieldPosterior, _as_template
 from probseq.nn.cells import network_cell
+from probseq.nn.params import plain
 from probseq.seeds import split, stateless_seed
 
 tfd = tfp.distributions
@@ -200,7 +200,7 @@ def elbo_terms(
             raise ValueError("draw_per_sequence=True uses exactly one draw per sequence.")
         if draws is None:
             draws = surrogate.sample(tf.shape(batch)[0], seed=seed)  # leaves :: [B] + core
-        draws = _plain(draws)
+        draws = plain(draws)
         if log_likelihood_fn is not None:
             log_lik = log_likelihood_fn(batch, draws)  # :: [B], one draw each
         else:
@@ -209,7 +209,7 @@ def elbo_terms(
     else:
         if draws is None:
             draws = surrogate.sample(num_draws, seed=seed)  # leaves :: [K] + core
-        draws = _plain(draws)
+        draws = plain(draws)
         if log_likelihood_fn is not None:
             log_lik = log_likelihood_fn(batch, draws)  # :: [K, B]
             expected_nll = -tf.reduce_mean(log_lik)

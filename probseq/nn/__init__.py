@@ -24,14 +24,17 @@ from probseq.nn.cells import (
 )
 from probseq.nn.dense import dense_outputs, dense_step
 from probseq.nn.network import LSTMNetwork, RealValuedNetwork, Seq2SeqNetwork, init_lstm_params
+from probseq.nn.params import CORE_RANKS, ParamsSpec
 from probseq.nn.threads import parallel_chains, set_cpu_threads, usable_cpus
 
 __all__ = [
     "CELL_NAMES",
+    "CORE_RANKS",
     "Cell",
     "HiddenState",
     "LSTMNetwork",
     "LSTMState",
+    "ParamsSpec",
     "RealValuedNetwork",
     "Seq2SeqNetwork",
     "cell_encode",

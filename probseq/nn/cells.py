@@ -329,8 +329,7 @@ def param_batch_ndims(params: dict) -> int:
 def sizes_of(params: dict) -> tuple[int, int]:
     """Static `(output_size, hidden_size)` of a params structure with an output head (the
     output size is the vocabulary size of a token model)."""
-    kernel = params["output"]["kernel"]
-    return int(kernel.shape[-1]), int(kernel.shape[-2])
+    return int(params["output"]["kernel"].shape[-1]), _hidden_size(params)
 
 
 def _num_layers(params: dict) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from probseq.checks import check_positive_int
 from probseq.composite import AutoComposite
 from probseq.nn.cells import (
     INPUT_TABLE_SCALE,
@@ -14,6 +15,7 @@ from probseq.nn.cells import (
     init_seed,
     register_cell,
 )
+from probseq.nn.params import ParamsSpec
 from probseq.seeds import split
 
 __all__ = ["LSTMNetwork", "RealValuedNetwork", "Seq2SeqNetwork", "init_lstm_params"]
@@ -79,27 +81,12 @@ class _Network(tf.Module, AutoComposite):
                     lambda t: tf.Variable(t, trainable=True), init()
                 )
             return
-        try:
-            tf.nest.assert_same_structure(shapes, params, check_types=False)
-        except (ValueError, TypeError) as error:
-            raise ValueError(
-                f"params must have the structure of {type(self).__name__}'s params "
-                f"(keys {sorted(shapes)}): {error}"
-            ) from None
-
-        def adopt(path, shape, value):
-            if isinstance(shape, dict):
-                return {key: adopt(f"{path}[{key!r}]", shape[key], value[key]) for key in shape}
-            if not isinstance(value, tf.Variable):
-                value = tf.convert_to_tensor(value, self.dtype)
-            if value.dtype != self.dtype or value.shape != shape:
-                raise ValueError(
-                    f"{path} must be {self.dtype.name} {shape.as_list()}, got "
-                    f"{value.dtype.name} {value.shape.as_list()}."
-                )
-            return value
-
-        self.params = adopt("params", shapes, params)
+        self.params, _ = ParamsSpec(shapes).check(
+            params,
+            dtype=self.dtype,
+            max_batch_ndims=0,
+            reference=f"{type(self).__name__}'s params",
+        )
 
     @property
     def is_frozen(self) -> bool:
@@ -122,12 +109,6 @@ class _Network(tf.Module, AutoComposite):
         sizes = ", ".join(f"{size}={getattr(self, size)}" for size in self._SIZES)
         frozen = ", frozen" if self.is_frozen else ""
         return f"{type(self).__name__}({sizes}, cell={self.cell!r}{frozen})"
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return value
 
 
 class LSTMNetwork(_Network):
@@ -175,9 +156,9 @@ class LSTMNetwork(_Network):
         params: dict | None = None,
     ):
         super().__init__(name=name or "LSTMNetwork")
-        self.vocab_size = _check_positive_int("vocab_size", vocab_size)
-        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
-        self.num_layers = _check_positive_int("num_layers", num_layers)
+        self.vocab_size = check_positive_int("vocab_size", vocab_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
         self.dtype = tf.as_dtype(dtype)
         self.cell_type = _named_cell(cell)
         self.cell = self.cell_type.name
@@ -258,10 +239,10 @@ class Seq2SeqNetwork(_Network):
         params: dict | None = None,
     ):
         super().__init__(name=name or "Seq2SeqNetwork")
-        self.source_vocab_size = _check_positive_int("source_vocab_size", source_vocab_size)
-        self.target_vocab_size = _check_positive_int("target_vocab_size", target_vocab_size)
-        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
-        self.num_layers = _check_positive_int("num_layers", num_layers)
+        self.source_vocab_size = check_positive_int("source_vocab_size", source_vocab_size)
+        self.target_vocab_size = check_positive_int("target_vocab_size", target_vocab_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
         self.cell_type = _named_cell(cell)
         self.cell = self.cell_type.name
         self.dtype = tf.as_dtype(dtype)
@@ -342,10 +323,10 @@ class RealValuedNetwork(_Network):
         params: dict | None = None,
     ):
         super().__init__(name=name or "RealValuedNetwork")
-        self.input_size = _check_positive_int("input_size", input_size)
-        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
-        self.num_layers = _check_positive_int("num_layers", num_layers)
-        self.output_size = _check_positive_int("output_size", output_size)
+        self.input_size = check_positive_int("input_size", input_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.output_size = check_positive_int("output_size", output_size)
         self.dtype = tf.as_dtype(dtype)
         self.cell_type = _named_cell(cell)
         self.cell = self.cell_type.name
