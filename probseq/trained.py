@@ -245,7 +245,7 @@ class TrainedModel:
                 f"({len(self.vocabulary)} symbols); choose one of them."
             )
         if self.eos is not None:
-            return self._evaluate_lines(text, on_unknown, replacement)
+            return self._evaluate_lines(text, on_unknown, replacement, num_draws, seed)
         ids, num_unknown = self.vocabulary.encode(
             text, on_unknown, replacement, return_num_unknown=True
         )
@@ -266,13 +266,26 @@ class TrainedModel:
             return None
         return self.vocabulary.id_of("\n")
 
-    def _evaluate_lines(self, text: str, on_unknown: str, replacement) -> dict[str, Any]:
-        """Every non-empty line of `text`, each scored from a zero state with its end."""
+    def _evaluate_lines(
+        self, text: str, on_unknown: str, replacement, num_draws: int | None, seed: int
+    ) -> dict[str, Any]:
+        """Every non-empty line of `text`, each scored from a zero state with its end
+        (for a variational run: the posterior predictive over `num_draws` draws)."""
         limit = self.config.max_line_length
         rows, num_unknown = encode_lines(self.vocabulary, text, limit, on_unknown, replacement)
         if not rows:
             raise ValueError("the text has no non-empty lines to score.")
-        result = line_metrics(self.network, rows, self.eos, limit + 1)
+        if num_draws is not None and self.surrogate is None:
+            raise ValueError(f"num_draws is for variational runs; {self.path} is a MAP run.")
+        result = line_metrics(
+            self.network,
+            rows,
+            self.eos,
+            limit + 1,
+            surrogate=self.surrogate,
+            num_draws=num_draws or self.config.eval_draws,
+            seed=seed,
+        )
         return self._with_provenance(result, num_unknown, on_unknown)
 
     def _with_provenance(self, result: dict, num_unknown: int, on_unknown: str) -> dict:

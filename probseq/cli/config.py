@@ -102,11 +102,6 @@ class TrainConfig:
         _check(self.num_steps >= 2, "num_steps must be >= 2")
         _check(self.sequences in ("windows", "lines"), "sequences must be 'windows' or 'lines'")
         _check(self.max_line_length >= 1, "max_line_length must be >= 1")
-        _check(
-            self.sequences == "windows" or self.method == "map",
-            "sequences='lines' trains by MAP for now (method='map'); variational fits of "
-            "line models are not built yet",
-        )
         _check(self.batch_size >= 1, "batch_size must be >= 1")
         _check(self.learning_rate > 0, "learning_rate must be > 0")
         _check(0 <= self.min_learning_rate_fraction <= 1, "min_learning_rate_fraction in [0, 1]")

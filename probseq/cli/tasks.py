@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from probseq.cli.config import ConfigError, TrainConfig
 from probseq.data import bucketed_batches, parse_sequences, random_windows
@@ -42,6 +43,7 @@ class WindowsTask:
 
     kind = "windows"
     eos = None
+    draws_log_likelihood_fn = None  # the distribution's log_prob serves both fits
 
     def __init__(self, config: TrainConfig, corpus, network):
         self.config, self.network = config, network
@@ -96,8 +98,21 @@ class LinesTask:
         return LSTMAutoregressive(self.network, self.num_steps, eos=self.eos)
 
     def log_likelihood_fn(self, batch):
+        """MAP: `batch -> [B]` log p(line) on the network's variables."""
         lines = LSTMAutoregressive(
             self.network, self.num_steps, eos=self.eos, lengths=batch["lengths"]
+        )
+        return lines.log_prob(batch["tokens"])
+
+    def draws_log_likelihood_fn(self, batch, params):
+        """Variational: `(batch, params) -> [K, B]` log p(line_b | w_k) for `K` draws
+        (leaves `[K] + core`, given a `[K, 1]` batch dim against the `B` lines)."""
+        lines = LSTMAutoregressive(
+            self.network,
+            self.num_steps,
+            eos=self.eos,
+            lengths=batch["lengths"],
+            params=tf.nest.map_structure(lambda p: p[:, None], params),
         )
         return lines.log_prob(batch["tokens"])
 
@@ -150,11 +165,22 @@ def decode_until(vocabulary, ids, eos: int | None) -> str:
     return vocabulary.decode(ids)
 
 
-def line_metrics(network, rows, eos: int, num_steps: int) -> dict[str, Any]:
+def line_metrics(
+    network, rows, eos: int, num_steps: int, *, surrogate=None, num_draws=None, seed=0
+) -> dict[str, Any]:
     """Held-out metrics of lines as a JSON-ready dict (the keys of a windows evaluation
-    where they mean the same; `nll_nats_per_line` instead of per window)."""
-    result = evaluate_sequences(network, rows, eos=eos, num_steps=num_steps)
-    return {
+    where they mean the same; `nll_nats_per_line` instead of per window).
+
+    With a `surrogate` (a variational run): the posterior predictive over `num_draws`
+    weight draws seeded by `(seed, 1)` (as for windows), with `num_draws`, `seed` and
+    the plug-in value at the posterior mean (`plug_in_bits_per_char`); there is no ELBO
+    bound for lines (`elbo_bound_bits_per_char` is None).
+    """
+    params = None
+    if surrogate is not None:
+        params = surrogate.sample(num_draws, seed=(seed, 1))
+    result = evaluate_sequences(network, rows, eos=eos, num_steps=num_steps, params=params)
+    out = {
         "mode": "lines",
         "num_lines": result.num_sequences,
         "num_chars": result.num_tokens,
@@ -165,3 +191,15 @@ def line_metrics(network, rows, eos: int, num_steps: int) -> dict[str, Any]:
         "perplexity": math.exp(result.nll_nats_per_token),
         "max_line_length": num_steps - 1,
     }
+    if surrogate is not None:
+        plug_in = evaluate_sequences(
+            network, rows, eos=eos, num_steps=num_steps, params=surrogate.mean()
+        )
+        out.update(
+            method="variational",
+            num_draws=num_draws,
+            seed=[seed, 1],
+            plug_in_bits_per_char=plug_in.bits_per_token,
+            elbo_bound_bits_per_char=None,
+        )
+    return out

@@ -269,6 +269,7 @@ def _fit(run: _Run, callbacks: list, out: TextIO) -> list:
             distribution,
             dataset,
             surrogate=model.surrogate,
+            log_likelihood_fn=task.draws_log_likelihood_fn,
             num_draws_per_step=config.num_draws_per_step,
             kl_annealing_steps=config.kl_annealing_steps,
             **common,
@@ -306,7 +307,15 @@ def validate(model: RunModel, task, max_chars: int | None) -> dict[str, Any]:
     the whole validation split)."""
     if task.kind == "lines":
         rows = task.validation_rows(max_chars)
-        return line_metrics(model.network, rows, task.eos, task.num_steps)
+        return line_metrics(
+            model.network,
+            rows,
+            task.eos,
+            task.num_steps,
+            surrogate=model.surrogate,
+            num_draws=model.config.eval_draws,
+            seed=model.config.seed,
+        )
     return model.evaluate(
         task.validation_ids(max_chars),
         num_steps=model.config.num_steps,

@@ -147,11 +147,6 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         )
 
     @property
-    def network(self):
-        """The `LSTMNetwork` giving sizes (and the default variables)."""
-        return self._network
-
-    @property
     def num_steps(self) -> int:
         """Sequence length `T` (the event size)."""
         return self._num_steps
@@ -165,19 +160,6 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
     def prefix(self):
         """Conditioning tokens `[..., P]` or None."""
         return self._prefix
-
-    @property
-    def params(self) -> dict | None:
-        """The explicit `params` as given (checked), or None when the distribution reads
-        its network's variables (TFP's convention: a property returns its constructor
-        argument; `tfp.experimental.auto_composite_tensor` rebuilds from it)."""
-        return self._params
-
-    @property
-    def params_in_use(self) -> dict:
-        """The params structure the methods read: the explicit `params`, else the
-        network's variables."""
-        return self._network.params if self._params is None else self._params
 
     # ------------------------------------------------------------------- internals
     def _decoder_params(self, params: dict) -> dict:

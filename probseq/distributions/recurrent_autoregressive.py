@@ -17,7 +17,12 @@ import tensorflow_probability as tfp
 # The sentinel has no public name in TFP 0.25.
 from tensorflow_probability.python.internal.parameter_properties import BIJECTOR_NOT_IMPLEMENTED
 
-from probseq.distributions._sequence import broadcast_params, check_num_steps, check_params
+from probseq.distributions._sequence import (
+    NetworkParams,
+    broadcast_params,
+    check_num_steps,
+    check_params,
+)
 from probseq.distributions.heads import EmissionHead
 from probseq.nn.cells import cell_initial_state, network_cell
 from probseq.nn.dense import dense_outputs, dense_step
@@ -28,7 +33,7 @@ tfd = tfp.distributions
 __all__ = ["RecurrentAutoregressive"]
 
 
-class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
+class RecurrentAutoregressive(NetworkParams, tfd.AutoCompositeTensorDistribution):
     """Autoregressive distribution over `num_steps` values with recurrent conditionals.
 
     #### Mathematical details
@@ -146,10 +151,6 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
 
     # ---------------------------------------------------------------- properties
     @property
-    def network(self):
-        return self._network
-
-    @property
     def head(self) -> EmissionHead:
         return self._head
 
@@ -165,19 +166,6 @@ class RecurrentAutoregressive(tfd.AutoCompositeTensorDistribution):
     def covariates(self):
         """Per-step covariates `[..., num_steps, C]` or None."""
         return self._covariates
-
-    @property
-    def params(self) -> dict | None:
-        """The explicit `params` as given (checked), or None when the distribution reads
-        its network's variables (TFP's convention: a property returns its constructor
-        argument; `tfp.experimental.auto_composite_tensor` rebuilds from it)."""
-        return self._params
-
-    @property
-    def params_in_use(self) -> dict:
-        """The params structure the methods read: the explicit `params`, else the
-        network's variables."""
-        return self._network.params if self._params is None else self._params
 
     def _event_shape(self):
         return tf.TensorShape([self._num_steps, *self._head.event_shape])

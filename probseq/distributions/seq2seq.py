@@ -133,11 +133,6 @@ class EncoderDecoder(_TokenSequenceDistribution):
         )
 
     @property
-    def network(self):
-        """The `Seq2SeqNetwork` giving sizes, cell and (by default) the variables."""
-        return self._network
-
-    @property
     def source(self) -> tf.Tensor:
         """Source tokens `[..., S]` (int32)."""
         return self._source
@@ -156,19 +151,6 @@ class EncoderDecoder(_TokenSequenceDistribution):
     def vocab_size(self) -> int:
         """Number of target symbols `V`."""
         return self._network.target_vocab_size
-
-    @property
-    def params(self) -> dict | None:
-        """The explicit `params` as given (checked), or None when the distribution reads
-        its network's variables (TFP's convention: a property returns its constructor
-        argument; `tfp.experimental.auto_composite_tensor` rebuilds from it)."""
-        return self._params
-
-    @property
-    def params_in_use(self) -> dict:
-        """The params structure the methods read: the explicit `params`, else the
-        network's variables."""
-        return self._network.params if self._params is None else self._params
 
     # ------------------------------------------------------------------ internals
     @property

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from probseq.distributions import LSTMAutoregressive
+from probseq.nn import ParamsSpec
 
 __all__ = ["SequenceEvaluation", "evaluate_sequences"]
 
@@ -39,6 +40,7 @@ class SequenceEvaluation:
     num_tokens: int
     eos: int | None
     num_steps: int
+    num_draws: int | None = None  # weight draws of a posterior predictive, else None
 
     @property
     def num_sequences(self) -> int:
@@ -74,6 +76,8 @@ class SequenceEvaluation:
             "perplexity": self.perplexity,
             "num_steps": self.num_steps,
         }
+        if self.num_draws is not None:
+            out["num_draws"] = self.num_draws
         if include_pointwise:
             out["log_likelihoods"] = self.log_likelihoods.tolist()
         return out
@@ -87,6 +91,7 @@ def evaluate_sequences(
     num_steps: int | None = None,
     batch_size: int = 256,
     temperature: float | None = None,
+    params=None,
 ) -> SequenceEvaluation:
     """Negative log-likelihood of variable-length token sequences, each from a zero state.
 
@@ -104,6 +109,10 @@ def evaluate_sequences(
         for its EOS).
       batch_size: sequences per compiled batch.
       temperature: optional positive float dividing the logits.
+      params: optional params used instead of the network's variables: one structure
+        (e.g. a posterior mean) or `S` weight draws (every leaf `[S] + core`); with
+        draws each sequence's log-likelihood is the posterior predictive
+        `log (1/S) sum_s p(x | w_s)`.
 
     Returns:
       A `SequenceEvaluation`.
@@ -132,11 +141,23 @@ def evaluate_sequences(
     num_steps = num_steps or longest + (eos is not None)
     if longest > num_steps:
         raise ValueError(f"a sequence has {longest} tokens, more than num_steps={num_steps}.")
+    num_draws = None
+    if params is not None:
+        params, batch = ParamsSpec.of(network.params).check(
+            params, dtype=network.dtype, max_batch_ndims=1, hint=" (S draws)"
+        )
+        num_draws = int(batch[0]) if batch.rank else None
     if temperature is None or isinstance(temperature, (int, float)):
         # One compiled scorer per network and setting: periodic validation reuses its trace.
-        score = _cached_scorer(network, num_steps, eos, temperature)
+        scorer = _cached_scorer(network, num_steps, eos, temperature)
     else:
-        score = _compiled_scorer(network, num_steps, eos, temperature)
+        scorer = _compiled_scorer(network, num_steps, eos, temperature)
+
+    def score(tokens, lengths):
+        if params is None:
+            return scorer(tokens, lengths)
+        return scorer.with_params(tokens, lengths, params, num_draws is not None)
+
     order = np.argsort(lengths, kind="stable")
     log_likelihoods = np.empty(len(rows), np.float64)
     for start in range(0, len(rows), batch_size):
@@ -147,7 +168,7 @@ def evaluate_sequences(
             tokens[i, : lengths[index]] = rows[index]
         log_likelihoods[chosen] = score(tokens, lengths[chosen].astype(np.int32)).numpy()
     ends = int(np.sum(lengths < num_steps)) if eos is not None else 0
-    return SequenceEvaluation(log_likelihoods, int(lengths.sum()) + ends, eos, num_steps)
+    return SequenceEvaluation(log_likelihoods, int(lengths.sum()) + ends, eos, num_steps, num_draws)
 
 
 def _as_rows(sequences) -> list[np.ndarray]:
@@ -183,4 +204,17 @@ def _compiled_scorer(network, num_steps: int, eos, temperature):
             tokens
         )
 
+    @tf.function(reduce_retracing=True)
+    def with_params(tokens, lengths, params, draws: bool):
+        if draws:  # [S, 1] + core against the B sequences: log-likelihoods [S, B]
+            params = tf.nest.map_structure(lambda p: p[:, None], params)
+        log_p = LSTMAutoregressive(
+            network, num_steps, lengths=lengths, params=params, **dist_kwargs
+        ).log_prob(tokens)
+        if not draws:
+            return log_p
+        num_draws = tf.cast(tf.shape(log_p)[0], log_p.dtype)
+        return tf.reduce_logsumexp(log_p, axis=0) - tf.math.log(num_draws)
+
+    score.with_params = with_params
     return score

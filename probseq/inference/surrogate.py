@@ -89,14 +89,17 @@ class MeanFieldPosterior(tf.Module):
         ].default_constraining_bijector_fn()
         del seed  # nothing is drawn: the initial values are given
         with self.name_scope:
-            locs = [tf.Variable(tf.convert_to_tensor(v), name="loc") for v in spec.flatten(initial)]
+            locs = [
+                tf.Variable(tf.convert_to_tensor(value), name=f"loc/{name}")
+                for value, name in zip(spec.flatten(initial), spec.names, strict=True)
+            ]
             scales = [
                 tfp.util.TransformedVariable(
                     tf.fill(shape, tf.constant(initial_scale, dtype)),
                     self._scale_bijector,
-                    name="scale",
+                    name=f"scale/{name}",
                 )
-                for shape in spec.core_shapes
+                for shape, name in zip(spec.core_shapes, spec.names, strict=True)
             ]
         leaves = [
             tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=shape.rank)

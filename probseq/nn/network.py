@@ -76,10 +76,13 @@ class _Network(tf.Module, AutoComposite):
         """`params` (tensors or variables, checked against `shapes`) or fresh variables
         from `init()`."""
         if params is None:
+            spec = ParamsSpec(shapes)
             with self.name_scope:
-                self.params = tf.nest.map_structure(
-                    lambda t: tf.Variable(t, trainable=True), init()
-                )
+                variables = [
+                    tf.Variable(value, trainable=True, name=name)
+                    for value, name in zip(spec.flatten(init()), spec.names, strict=True)
+                ]
+            self.params = spec.pack(variables)
             return
         self.params, _ = ParamsSpec(shapes).check(
             params,

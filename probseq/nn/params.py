@@ -70,6 +70,9 @@ class ParamsSpec:
     def __init__(self, shapes: Mapping):
         self.shapes = _pack(shapes, [tf.TensorShape(s) for _, s in _items(shapes)])
         self.paths = [path for path, _ in _items(self.shapes)]
+        # `decoder/layer_0/bias`: what variables of the structure are named (errors and
+        # warnings that list variables then say which leaf they are)
+        self.names = [path[2:-2].replace("']['", "/") for path in self.paths]
         self.core_shapes = [shape for _, shape in _items(self.shapes)]
 
     @classmethod

@@ -86,11 +86,37 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, corpus)
 
 def test_clear_errors_for_what_line_runs_do_not_do(run, tmp_path, corpus, capsys):
     capsys.readouterr()
-    assert _train(tmp_path / "vi", corpus, "--method", "variational") == 2
-    assert "sequences='lines' trains by MAP" in capsys.readouterr().err
     assert main(["export", str(run), str(tmp_path / "out")]) == 2
     assert "line model" in capsys.readouterr().err
     flat = tmp_path / "flat.txt"
     flat.write_text("no line breaks at all " * 500, encoding="utf-8")
     assert _train(tmp_path / "flat", flat) == 2
     assert "needs a corpus with line breaks" in capsys.readouterr().err
+
+
+def test_a_variational_line_run_reports_the_posterior_predictive(tmp_path, corpus, capsys):
+    """Line runs fit variationally too (issue 17: one loop, log_likelihood_fn of the
+    weight draws); evaluate gives the posterior predictive of every line."""
+    run = tmp_path / "vi_lines"
+    vi = ["--method", "variational", "--eval-draws", "3"]
+    assert _train(run, corpus, "--max-steps", "4", *vi) == 0
+    valid = json.loads((run / "metrics.json").read_text())["valid"]
+    assert valid["mode"] == "lines" and valid["num_draws"] == 3
+    assert np.isfinite(valid["plug_in_bits_per_char"])
+    model = probseq.load(run)
+    rows = [model.encode(line) for line in model.corpus().text("test").splitlines() if line]
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test", "--json", "--seed", "4"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    draws = model.surrogate.sample(3, seed=(4, 1))
+    direct = evaluate_sequences(model.network, rows, eos=model.eos, num_steps=41, params=draws)
+    assert result["method"] == "variational" and result["num_draws"] == 3
+    assert result["bits_per_char"] == pytest.approx(direct.bits_per_token, rel=1e-6)
+    assert main(["evaluate", str(run), "--split", "test"]) == 0
+    report = capsys.readouterr().out
+    assert "posterior predictive NLL per line:" in report and "posterior draws:" in report
+    assert main(["sample", str(run), "--prime", "the ", "--num-samples", "2"]) == 0
+    for text in capsys.readouterr().out.split("\n" + "-" * 40 + "\n"):
+        assert "\n" not in text.rstrip("\n")
+    assert _train(run, corpus, "--max-steps", "6", *vi) == 0  # resumes
+    assert json.loads((run / "metrics.json").read_text())["step"] == 6

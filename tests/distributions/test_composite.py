@@ -210,7 +210,9 @@ def test_network_params_argument_is_checked():
     same = probseq.LSTMNetwork(V, H, params=net.params)
     assert same.params["output"]["bias"] is net.params["output"]["bias"]
     assert not same.is_frozen and net.frozen().is_frozen
-    with pytest.raises(ValueError, match=r"params\['layer_0'\]\['input_kernel'\] must have shape \[\.\.\., 6, 24\]"):
+    with pytest.raises(
+        ValueError, match=r"params\['layer_0'\]\['input_kernel'\] must have shape \[\.\.\., 6, 24\]"
+    ):
         probseq.LSTMNetwork(V + 1, H, params=net.params)
     with pytest.raises(ValueError, match="same structure as LSTMNetwork's params"):
         probseq.LSTMNetwork(V, H, params={"layer_0": net.params["layer_0"]})

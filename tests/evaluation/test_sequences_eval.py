@@ -62,3 +62,27 @@ def test_bad_sequences_are_named(net):
         evaluate_sequences(net, [[1], []])
     with pytest.raises(TypeError, match="integer token ids"):
         evaluate_sequences(net, [[1.5]])
+
+
+def test_draws_give_the_posterior_predictive_of_every_sequence():
+    """`params=` draws `[S] + core`: each sequence scores `log mean_s p(x | w_s)`, equal
+    to scoring every draw on its own; one structure scores like a network holding it."""
+    net = probseq.LSTMNetwork(5, 8, seed=3)
+    draws = probseq.inference.MeanFieldPosterior(net.params, initial_scale=0.3).sample(
+        4, seed=(1, 2)
+    )
+    rows = [np.array([1, 2, 3]), np.array([4]), np.array([2, 2, 1, 3, 1])]
+    result = evaluate_sequences(net, rows, eos=0, num_steps=6, params=draws)
+    per_draw = []
+    for s in range(4):
+        one = tf.nest.map_structure(lambda p, s=s: p[s], draws)
+        held = probseq.LSTMNetwork(5, 8, params=one)
+        per_draw.append(evaluate_sequences(held, rows, eos=0, num_steps=6).log_likelihoods)
+        np.testing.assert_allclose(
+            evaluate_sequences(net, rows, eos=0, num_steps=6, params=one).log_likelihoods,
+            per_draw[-1],
+            rtol=1e-6,
+        )
+    expected = np.log(np.mean(np.exp(np.array(per_draw)), axis=0))
+    np.testing.assert_allclose(result.log_likelihoods, expected, rtol=1e-5)
+    assert result.num_draws == 4 and result.as_dict()["num_draws"] == 4
