@@ -18,6 +18,7 @@ __all__ = [
     "ARCHITECTURE_FIELDS",
     "ConfigError",
     "TrainConfig",
+    "field_choices",
     "field_help",
     "parse_flag",
     "load_config_file",
@@ -29,10 +30,11 @@ class ConfigError(ValueError):
     """A configuration file or value is invalid."""
 
 
-def _field(default, help_text: str):
+def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
     """A `TrainConfig` field with its command-line help (the `probseq train` flag
-    `--name-with-dashes` is derived from the field: name, type, default, this text)."""
-    return dataclasses.field(default=default, metadata={"help": help_text})
+    `--name-with-dashes` is derived from the field: name, type, default, this text, and
+    the allowed values when there is a fixed set)."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,21 +60,26 @@ class TrainConfig:
     cache_dir: str | None = _field(None, "where corpora are downloaded and cached")
     hidden_size: int = _field(256, "recurrent units per layer")
     num_layers: int = _field(2, "stacked recurrent layers")
-    cell: str = _field("lstm", "recurrent cell: lstm, gru or rnn (basic tanh RNN)")
+    cell: str = _field(
+        "lstm", "recurrent cell: lstm, gru or rnn (basic tanh RNN)", ("lstm", "gru", "rnn")
+    )
     num_steps: int = _field(50, "training window length in characters (sequences=windows)")
     sequences: str = _field(
         "windows",
         "windows (fixed-length windows of the text) or lines (one sequence per line, "
         "ended by the newline)",
+        ("windows", "lines"),
     )
     max_line_length: int = _field(200, "sequences=lines: characters per line at most (longer: cut)")
     batch_size: int = _field(128, "windows per batch")
     learning_rate: float = _field(2e-3, "peak Adam learning rate")
     min_learning_rate_fraction: float = _field(0.05, "final LR as a fraction of the peak (cosine)")
     warmup_steps: int = _field(100, "linear warm-up steps")
-    lr_schedule: str = _field("cosine", "cosine or constant")
+    lr_schedule: str = _field("cosine", "cosine or constant", ("cosine", "constant"))
     clip_norm: float | None = _field(5.0, "global gradient-norm clip (number or 'none')")
-    method: str = _field("map", "map (point estimate) or variational (Bayes by backprop)")
+    method: str = _field(
+        "map", "map (point estimate) or variational (Bayes by backprop)", ("map", "variational")
+    )
     prior_scale: float | None = _field(
         1.0, "Gaussian prior scale on weights (number or 'none' = max. likelihood)"
     )
@@ -163,6 +170,11 @@ def _field_types() -> dict[str, Any]:
 def field_help() -> dict[str, str]:
     """Each field's command-line help text."""
     return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
+
+
+def field_choices() -> dict[str, tuple[str, ...] | None]:
+    """Each field's allowed values (None: any value of its type)."""
+    return {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig)}
 
 
 def _base_type(kind) -> tuple[type, bool]:

@@ -20,6 +20,7 @@ import warnings
 from probseq.cli.config import (
     ConfigError,
     TrainConfig,
+    field_choices,
     field_help,
     load_config_file,
     parse_flag,
@@ -43,11 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="JSON file of settings (flags override it)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     defaults = TrainConfig()
+    choices = field_choices()
     for name, text in field_help().items():  # one flag per TrainConfig field
         train.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=parse_flag(name),
+            choices=choices[name],
             default=argparse.SUPPRESS,
             help=f"{text} (default: {getattr(defaults, name)!r})",
         )
