@@ -19,6 +19,7 @@ _LAZY_NAMES = {
     "EncoderDecoder": "probseq.distributions",
     "LSTMAutoregressive": "probseq.distributions",
     "RecurrentAutoregressive": "probseq.distributions",
+    "SequenceClassifier": "probseq.distributions",
     "RealValuedNetwork": "probseq.nn",
     "beam_search": "probseq.distributions",
     "greedy_decode": "probseq.distributions",
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         EncoderDecoder,
         LSTMAutoregressive,
         RecurrentAutoregressive,
+        SequenceClassifier,
         beam_search,
         greedy_decode,
     )

@@ -1,6 +1,7 @@
 """TensorFlow Probability distributions built on `probseq.nn`."""
 
 from probseq.distributions import heads
+from probseq.distributions.classifier import SequenceClassifier
 from probseq.distributions.decoding import beam_search, greedy_decode
 from probseq.distributions.lstm_autoregressive import LSTMAutoregressive
 from probseq.distributions.recurrent_autoregressive import RecurrentAutoregressive
@@ -11,6 +12,7 @@ __all__ = [
     "EncoderDecoder",
     "LSTMAutoregressive",
     "RecurrentAutoregressive",
+    "SequenceClassifier",
     "beam_search",
     "greedy_decode",
     "heads",

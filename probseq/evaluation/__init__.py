@@ -8,6 +8,11 @@ pointwise log-likelihoods and the Monte Carlo posterior predictive.
 
 from probseq.evaluation._kernels import stream_log_prob
 from probseq.evaluation.arviz_io import compare_models, elpd, lpd, to_inference_data
+from probseq.evaluation.classification import (
+    calibration_bins,
+    classification_metrics,
+    reliability_diagram,
+)
 from probseq.evaluation.evaluate import evaluate
 from probseq.evaluation.metrics import bits_per_char, log_mean_exp, nats_to_bits, perplexity
 from probseq.evaluation.posterior import PosteriorEvaluation, posterior_predictive, weight_summaries
@@ -21,6 +26,8 @@ __all__ = [
     "evaluate_sequences",
     "PosteriorEvaluation",
     "bits_per_char",
+    "calibration_bins",
+    "classification_metrics",
     "compare_models",
     "elpd",
     "evaluate",
@@ -28,6 +35,7 @@ __all__ = [
     "lpd",
     "nats_to_bits",
     "perplexity",
+    "reliability_diagram",
     "posterior_predictive",
     "to_inference_data",
     "weight_summaries",
