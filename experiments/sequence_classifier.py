@@ -206,6 +206,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=["map", "variational"])  # fmt: skip
     parser.add_argument("--num-steps", type=int, default=None, help="optimizer steps")
     parser.add_argument("--hidden-size", type=int, default=None)
+    parser.add_argument(
+        "--prior-scale", type=float, default=None, help="variational: N(0, s) prior scale"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plots", default=None, help="directory for reliability diagrams")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -218,7 +221,11 @@ def main(argv=None) -> dict:
     config = ClassifierConfig(seed=args.seed)
     if args.tiny:
         config = dataclasses.replace(config, **TINY)
-    overrides = {"num_steps": args.num_steps, "hidden_size": args.hidden_size}
+    overrides = {
+        "num_steps": args.num_steps,
+        "hidden_size": args.hidden_size,
+        "prior_scale": args.prior_scale,
+    }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     data = load_mnist_sequences(args.mnist) if args.mnist else load_digits_sequences(args.seed)
     if args.tiny:

@@ -558,8 +558,13 @@ def sample_tokens(
 
 
 def broadcast_params(params: dict, param_batch, static_batch, batch_shape) -> dict:
-    """Every leaf `pb + core` broadcast to `batch_shape + core` (no-op when `pb` is empty
-    or already the batch shape): the params' batch dims line up with the distribution's.
+    """Params whose leading dims line up with the distribution's batch dims as a prefix.
+
+    The nn core reads params `pb + core` against inputs `pb + rest`, so params need not
+    be copied over the whole batch: with trailing unit dims dropped, `pb` is used as is
+    when it equals the first dims of the batch shape (e.g. weight draws `[S, 1] + core`
+    against `B` sequences run as a param batch `[S]` over rows `[B]`, without `S * B`
+    copies of the weights). Other layouts are broadcast to `batch_shape + core`.
 
     Args:
       params: params structure of tensors; param_batch: static `pb` (a `TensorShape`);
@@ -568,8 +573,29 @@ def broadcast_params(params: dict, param_batch, static_batch, batch_shape) -> di
     k = param_batch.rank
     if k == 0 or param_batch == static_batch:
         return params
+    prefix = k
+    while prefix and param_batch[prefix - 1] == 1:
+        prefix -= 1
+    known = static_batch.rank is not None and param_batch[:prefix].is_fully_defined()
+    if known and static_batch[:prefix] == param_batch[:prefix]:
+        return tf.nest.map_structure(
+            lambda p: tf.reshape(p, tf.concat([tf.shape(p)[:prefix], tf.shape(p)[k:]], 0)),
+            params,
+        )
     return tf.nest.map_structure(
         lambda p: tf.broadcast_to(p, tf.concat([batch_shape, tf.shape(p)[k:]], 0)), params
+    )
+
+
+def lift_to_batch(x: tf.Tensor, param_rank: int, batch_rank: int) -> tf.Tensor:
+    """`pb + [F]` computed from prefix params (`param_rank` dims) as `pb + [1]*r + [F]`,
+    ready to broadcast against `batch + [F]` (`r = batch_rank - param_rank`)."""
+    missing = batch_rank - param_rank
+    if missing <= 0:
+        return x
+    shape = tf.shape(x)
+    return tf.reshape(
+        x, tf.concat([shape[:param_rank], tf.ones([missing], tf.int32), shape[param_rank:]], 0)
     )
 
 

@@ -211,23 +211,11 @@ class SequenceClassifier(NetworkParams, tfd.AutoCompositeTensorDistribution):
         return x
 
     def _params_for(self, batch_shape):
-        """Params whose leading dims are a prefix of the batch shape, and the `lead`
-        shape of the pass: draws `[S, 1] + core` against inputs `[B]` run as param batch
-        `[S]` over rows `[B]` (no `[S, B]` copy of the weights); other layouts are
-        broadcast to the full batch shape."""
+        """Params lined up with the batch (`broadcast_params`: draws `[S, 1] + core`
+        against inputs `[B]` run as a param batch `[S]` over rows `[B]`), and the `lead`
+        shape of the pass."""
         params = tf.nest.map_structure(tf.convert_to_tensor, self.params_in_use)
         param_batch = params["output"]["bias"].shape[:-1]
-        k = param_batch.rank
-        while k and param_batch[k - 1] == 1:
-            k -= 1
-        if param_batch[:k] == self.batch_shape[:k]:
-            params = tf.nest.map_structure(
-                lambda p: tf.reshape(
-                    p, tf.concat([tf.shape(p)[:k], tf.shape(p)[param_batch.rank :]], 0)
-                ),
-                params,
-            )
-            return params, batch_shape
         return broadcast_params(params, param_batch, self.batch_shape, batch_shape), batch_shape
 
 

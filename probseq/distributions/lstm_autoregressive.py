@@ -17,10 +17,11 @@ from probseq.distributions._sequence import (
     check_num_steps,
     check_params,
     convert_tokens,
+    lift_to_batch,
     range_assertions,
     sample_tokens,
 )
-from probseq.nn import cell_logits, cell_start, cell_step, network_cell
+from probseq.nn import cell_logits, cell_start, cell_step, network_cell, param_batch_ndims
 from probseq.seeds import stateless_seed
 
 tfd = tfp.distributions
@@ -179,6 +180,10 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         Returns logits `batch + [V]` and per-layer state `batch + [H]`.
         """
         logits, state = cell_start(params, cell=self._cell)  # :: pb + [V], pb + [H]
+        # prefix params (`pb` the first dims of the batch): pb + [1]*r + [F]
+        k, rank = param_batch_ndims(params), self._batch_rank()
+        logits = lift_to_batch(logits, k, rank)
+        state = tf.nest.map_structure(lambda s: lift_to_batch(s, k, rank), state)
         if self._prefix is None:
             logits = tf.broadcast_to(logits, tf.concat([batch_shape, tf.shape(logits)[-1:]], 0))
             state = broadcast_state(state, batch_shape)
