@@ -57,6 +57,23 @@ class NetworkParams:
         """The network giving sizes, the cell and (by default) the variables."""
         return self._network
 
+    @staticmethod
+    def _network_parameter_properties() -> dict:
+        """TFP parameter properties of `params` (each leaf's core rank: the network's
+        params carry no batch dims) and `lengths` (event rank 0)."""
+        return dict(
+            params=tfp.util.ParameterProperties(
+                event_ndims=lambda self: tf.nest.map_structure(
+                    lambda p: p.shape.rank, self._network.params
+                ),
+                default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED,
+            ),
+            lengths=tfp.util.ParameterProperties(
+                default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED,
+                is_preferred=False,
+            ),
+        )
+
     @property
     def params(self) -> dict | None:
         """The explicit `params` as given (checked), or None when the distribution reads
@@ -100,16 +117,7 @@ class _TokenSequenceDistribution(NetworkParams, tfd.AutoCompositeTensorDistribut
                     )
                 )
             ),
-            params=tfp.util.ParameterProperties(
-                event_ndims=lambda self: tf.nest.map_structure(
-                    lambda p: p.shape.rank, self._network.params
-                ),
-                default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED,
-            ),
-            lengths=tfp.util.ParameterProperties(
-                default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED,
-                is_preferred=False,
-            ),
+            **cls._network_parameter_properties(),
         )
 
     def _init_lengths(self, eos, lengths) -> None:

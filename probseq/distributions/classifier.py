@@ -107,15 +107,7 @@ class SequenceClassifier(NetworkParams, tfd.AutoCompositeTensorDistribution):
                 event_ndims=lambda self: 1 if self._inputs.dtype.is_integer else 2,
                 default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED,
             ),
-            lengths=tfp.util.ParameterProperties(
-                default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED, is_preferred=False
-            ),
-            params=tfp.util.ParameterProperties(
-                event_ndims=lambda self: tf.nest.map_structure(
-                    lambda p: p.shape.rank, self._network.params
-                ),
-                default_constraining_bijector_fn=BIJECTOR_NOT_IMPLEMENTED,
-            ),
+            **cls._network_parameter_properties(),
         )
 
     # ---------------------------------------------------------------- properties

@@ -135,17 +135,9 @@ class RecurrentAutoregressive(NetworkParams, tfd.AutoCompositeTensorDistribution
     def _parameter_properties(cls, dtype, num_classes=None):
         not_implemented = BIJECTOR_NOT_IMPLEMENTED
         return dict(
-            lengths=tfp.util.ParameterProperties(
-                default_constraining_bijector_fn=not_implemented, is_preferred=False
-            ),
+            **cls._network_parameter_properties(),
             covariates=tfp.util.ParameterProperties(
                 event_ndims=2, default_constraining_bijector_fn=not_implemented
-            ),
-            params=tfp.util.ParameterProperties(
-                event_ndims=lambda self: tf.nest.map_structure(
-                    lambda p: p.shape.rank, self._network.params
-                ),
-                default_constraining_bijector_fn=not_implemented,
             ),
         )
 
