@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
+from probseq.distributions import LSTMAutoregressive
 from probseq.evaluation import stream_log_prob
 from probseq.files import atomic_path
 
@@ -52,6 +53,9 @@ class _TextModel(tf.Module):
         self._run_model = model.run_model
         self.network = model.network
         self.surrogate = model.surrogate
+        # A line model (`sequences="lines"`): every string is one line, ended by EOS.
+        self._eos = model.eos
+        self._max_line_length = model.config.max_line_length
         symbols = list(model.vocabulary.symbols)
         codes = [ord(symbol) for symbol in symbols]
         self.symbols = tf.constant(symbols, tf.string)
@@ -73,8 +77,15 @@ class _TextModel(tf.Module):
                 f"(seed {seed}, as `probseq evaluate --draws {num_draws} --seed {seed}`); "
                 "sample draws one weight sample per call (as `probseq sample`)"
             )
+        if self._eos is not None:
+            description += (
+                f"; a line model: sample gives one line each (ended by the model, at most "
+                f"{self._max_line_length} characters), log_prob scores each string as one "
+                "line with its end"
+            )
         facts = {
             "description": description,
+            "line_model": self._eos is not None,
             "method": model.method,
             "num_draws": num_draws,
             "draws_seed": None if num_draws is None else seed,
@@ -115,22 +126,37 @@ class _TextModel(tf.Module):
         with tf.control_dependencies(checks):
             length = tf.identity(length)
 
+        if self._eos is not None:  # one line: at most the line length and its end
+            length = tf.minimum(length, self._max_line_length + 1)
+
         def one(text):
             ids = self._ids(text, "prime")
 
             def draw(prefix):
                 return self._run_model.sample_ids(
-                    length, seed, prefix=prefix, temperature=temperature
+                    length, seed, prefix=prefix, temperature=temperature, eos=self._eos
                 )[0]
 
             tokens = tf.cond(tf.size(ids) > 0, lambda: draw(ids), lambda: draw(None))
+            if self._eos is not None:  # the line, without its end and the padding after it
+                ended = tf.equal(tokens, self._eos)
+                stop = tf.where(
+                    tf.reduce_any(ended), tf.argmax(ended, output_type=tf.int32), tf.size(tokens)
+                )
+                tokens = tokens[:stop]
             return text + tf.strings.reduce_join(tf.gather(self.symbols, tokens))
 
         return tf.map_fn(one, prime, fn_output_signature=tf.TensorSpec([], tf.string))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def log_prob(self, text):
-        """Nats of each text, scored as one stream from the start state (state carried)."""
+        """Nats of each text, scored as one stream from the start state (state carried);
+        for a line model, of each string as one line with its end (as `probseq evaluate`
+        scores the lines of a text)."""
+        if self._eos is not None:
+            return tf.map_fn(
+                self._line_log_prob, text, fn_output_signature=tf.TensorSpec([], tf.float32)
+            )
 
         def one(text):
             ids = self._ids(text, "text")
@@ -147,6 +173,35 @@ class _TextModel(tf.Module):
             return tf.reduce_logsumexp(totals) - tf.math.log(draws)
 
         return tf.map_fn(one, text, fn_output_signature=tf.TensorSpec([], tf.float32))
+
+    def _line_log_prob(self, text):
+        """`log p(line, end)` of one string (a trailing newline is dropped; a line longer
+        than the model's is cut there, as `probseq evaluate` does)."""
+        text = tf.strings.regex_replace(text, "\n$", "")
+        ids = self._ids(text, "text")
+        checks = [
+            tf.debugging.assert_positive(tf.size(ids), message="a line must not be empty"),
+            tf.debugging.assert_equal(
+                tf.reduce_any(tf.equal(ids, self._eos)),
+                False,
+                message="a line model scores one line per string; this one holds a newline",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            ids = ids[: self._max_line_length]
+        num_steps = self._max_line_length + 1
+        tokens = tf.concat([ids, tf.fill([num_steps - tf.size(ids)], self._eos)], 0)[None]
+        params = self.scoring_params
+        if self.surrogate is not None:  # draws [S] + core against one line: [S, 1]
+            params = tf.nest.map_structure(lambda p: p[:, None], params)
+        lines = LSTMAutoregressive(
+            self.network, num_steps, eos=self._eos, lengths=tf.size(ids)[None], params=params
+        )
+        log_p = lines.log_prob(tokens)  # :: [1] or [S, 1]
+        if self.surrogate is None:
+            return log_p[0]
+        draws = tf.cast(tf.shape(log_p)[0], log_p.dtype)
+        return tf.reduce_logsumexp(log_p[:, 0]) - tf.math.log(draws)
 
     @tf.function(input_signature=[])
     def info(self):

@@ -316,11 +316,6 @@ class TrainedModel:
         """
         from probseq.serving import export_saved_model
 
-        if self.eos is not None:
-            raise ValueError(
-                f"{self.path} is a line model (sequences='lines'); exporting line models as "
-                "a SavedModel is not built yet (load it with probseq.load instead)."
-            )
         return export_saved_model(self, out_dir, num_draws=num_draws, seed=seed)
 
     def __repr__(self) -> str:

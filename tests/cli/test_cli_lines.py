@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import probseq
 from probseq.cli.main import main
@@ -84,10 +88,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, corpus)
         np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-6, atol=1e-7)
 
 
-def test_clear_errors_for_what_line_runs_do_not_do(run, tmp_path, corpus, capsys):
+def test_a_corpus_without_line_breaks_is_refused(tmp_path, capsys):
     capsys.readouterr()
-    assert main(["export", str(run), str(tmp_path / "out")]) == 2
-    assert "line model" in capsys.readouterr().err
     flat = tmp_path / "flat.txt"
     flat.write_text("no line breaks at all " * 500, encoding="utf-8")
     assert _train(tmp_path / "flat", flat) == 2
@@ -120,3 +122,55 @@ def test_a_variational_line_run_reports_the_posterior_predictive(tmp_path, corpu
         assert "\n" not in text.rstrip("\n")
     assert _train(run, corpus, "--max-steps", "6", *vi) == 0  # resumes
     assert json.loads((run / "metrics.json").read_text())["step"] == 6
+    # exported: the posterior predictive of a line over the same draws as evaluate's
+    assert main(["export", str(run), str(tmp_path / "vi_export"), "--draws", "3"]) == 0
+    served = tf.saved_model.load(str(tmp_path / "vi_export"))
+    expected = probseq.load(run).evaluate_text("the king of rome", num_draws=3)
+    log_prob = served.log_prob(text=tf.constant(["the king of rome"])).numpy()[0]
+    assert log_prob == pytest.approx(-expected["nll_nats_per_line"], rel=1e-5)
+
+
+_SERVE_LINES = """
+import json, sys
+sys.modules["probseq"] = None  # the SavedModel serves without probseq
+import tensorflow as tf
+m = tf.saved_model.load(sys.argv[1])
+texts = m.sample(prime=tf.constant(["the ", ""]), length=tf.constant(500),
+                 temperature=tf.constant(1.0), seed=tf.constant([2, 0]))
+lines = json.loads(sys.argv[2])
+errors = []
+for bad in ["the king\\nand rome", ""]:
+    try:
+        m.log_prob(text=tf.constant([bad]))
+        errors.append(None)
+    except tf.errors.InvalidArgumentError as e:
+        errors.append(e.message)
+print(json.dumps({"texts": [t.decode() for t in texts.numpy()],
+                  "log_prob": m.log_prob(text=tf.constant(lines)).numpy().tolist(),
+                  "info": json.loads(m.info().numpy().decode()), "errors": errors}))
+"""
+
+
+@pytest.mark.slow
+def test_an_exported_line_model_samples_and_scores_lines(run, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert main(["export", str(run), str(out)]) == 0
+    assert "a line model" in capsys.readouterr().out
+    lines = ["the king and queen", "of rome\n", "speak thou " * 10]  # the last is cut at 40
+    script = tmp_path / "serve.py"
+    script.write_text(textwrap.dedent(_SERVE_LINES))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), json.dumps(lines)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert served["info"]["line_model"] is True
+    model = probseq.load(run)
+    for line, log_prob in zip(lines, served["log_prob"], strict=True):
+        expected = model.evaluate_text(line)  # one line, scored with its end
+        assert log_prob == pytest.approx(-expected["nll_nats_per_line"], rel=1e-5)
+    for prime, text in zip(["the ", ""], served["texts"], strict=True):
+        assert text.startswith(prime) and "\n" not in text and len(text) <= len(prime) + 41
+        assert text == model.sample_text(500, prime=prime, seed=2)  # what probseq sample gives
+    assert "holds a newline" in served["errors"][0] and "must not be empty" in served["errors"][1]
