@@ -71,6 +71,7 @@ class ClassifierConfig:
     clip_norm: float | None = 5.0
     prior_scale: float = 1.0  # variational: N(0, scale) on every weight
     posterior_init_scale: float = 1e-2
+    kl_annealing_steps: int = 0  # variational: linear warm-up of the KL weight
     eval_draws: int = 16
     seed: int = 0
 
@@ -163,6 +164,7 @@ def fit_variant(data: dict, cell: str, method: str, config: ClassifierConfig) ->
         fit = fit_variational(
             network, dataset, prior=GaussianPrior(config.prior_scale),
             posterior_init_scale=config.posterior_init_scale, seed=config.seed,
+            kl_annealing_steps=config.kl_annealing_steps,
             log_likelihood_fn=log_likelihood, **common,
         )  # fmt: skip
         draws = fit.surrogate.sample(config.eval_draws, seed=(config.seed, 1))
@@ -209,6 +211,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--prior-scale", type=float, default=None, help="variational: N(0, s) prior scale"
     )
+    parser.add_argument(
+        "--posterior-init-scale", type=float, default=None,
+        help="variational: initial posterior sd of every weight",
+    )  # fmt: skip
+    parser.add_argument(
+        "--kl-annealing-steps", type=int, default=None, help="variational: KL warm-up steps"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plots", default=None, help="directory for reliability diagrams")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -225,6 +234,8 @@ def main(argv=None) -> dict:
         "num_steps": args.num_steps,
         "hidden_size": args.hidden_size,
         "prior_scale": args.prior_scale,
+        "kl_annealing_steps": args.kl_annealing_steps,
+        "posterior_init_scale": args.posterior_init_scale,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     data = load_mnist_sequences(args.mnist) if args.mnist else load_digits_sequences(args.seed)
