@@ -8,7 +8,10 @@ on), and the very start (the exception surfaces as a traceback from deep inside
 `import tensorflow`). `Interrupts` replaces the handler for the duration of a command:
 
 * the first signal sets `requested` and raises `KeyboardInterrupt` at once, unless the
-  main thread is inside a `protect()` block, where it is deferred to the block's end;
+  main thread is inside a `protect()` block, where it is deferred to the block's end, or
+  inside an import: C code that calls `__import__` (TensorFlow's nest utilities do)
+  turns an exception raised there into a `SystemError` and prints its traceback, so the
+  interrupt is re-raised by a SIGALRM 50 ms later, once the import has returned;
 * `check()` (called after every training step) raises again if a raised interrupt was
   swallowed somewhere;
 * the command's entry point turns any error raised after a request into the exit code
@@ -39,6 +42,7 @@ class Interrupts:
         self._depth = 0
         self._pending = False
         self._previous = None
+        self._previous_alarm = None
 
     def install(self) -> None:
         """Take over SIGINT (only possible, and only needed, in the main thread)."""
@@ -46,11 +50,14 @@ class Interrupts:
         self._pending = False
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous_alarm = signal.signal(signal.SIGALRM, self._retry)
 
     def uninstall(self) -> None:
-        """Give SIGINT back to the handler that was there before `install`."""
+        """Give SIGINT (and SIGALRM) back to the handlers that were there before."""
         if self._previous is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGINT, self._previous)
+            signal.signal(signal.SIGALRM, self._previous_alarm)
             self._previous = None
 
     def _handle(self, signum, frame) -> None:
@@ -61,6 +68,20 @@ class Interrupts:
             if again:
                 print("probseq: still writing files; stopping when done.", file=sys.stderr)
             return
+        if _in_import(frame):
+            self._pending = True
+            signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)
+            return
+        raise KeyboardInterrupt
+
+    def _retry(self, signum, frame) -> None:
+        """SIGALRM after an interrupt deferred out of an import: raise it now."""
+        if not self._pending or self._depth:
+            return  # raised already, or a protect() block will raise it at its end
+        if _in_import(frame):
+            signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)
+            return
+        self._pending = False
         raise KeyboardInterrupt
 
     @contextlib.contextmanager
@@ -81,6 +102,18 @@ class Interrupts:
             raise KeyboardInterrupt
 
 
+_RETRY_SECONDS = 0.05
+
+
+def _in_import(frame) -> bool:
+    """Whether the main thread is inside Python's import machinery."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 # The one instance of the process (signals are per process).
 INTERRUPTS = Interrupts()
 
@@ -95,7 +128,10 @@ def run_interruptible(command, *, nothing_saved: str) -> int:
     """
     INTERRUPTS.install()
     try:
-        return command()
+        status = command()
+        if INTERRUPTS.requested:  # deferred (e.g. out of an import) and never raised
+            raise KeyboardInterrupt
+        return status
     except BaseException as error:
         if not (isinstance(error, KeyboardInterrupt) or INTERRUPTS.requested):
             raise

@@ -116,7 +116,11 @@ def train(
         progress_bar = _progress_bar(run, progress, out)
         callbacks = _callbacks(run, manager, progress_bar)
         evaluations = _fit(run, callbacks, out)
-    except KeyboardInterrupt:
+    except BaseException as error:
+        # Ctrl-C may surface as another error (e.g. a SystemError from C code that was
+        # running Python when the signal came): once it was pressed, it is the interrupt.
+        if not (isinstance(error, KeyboardInterrupt) or INTERRUPTS.requested):
+            raise
         interrupted = True
     finally:
         with INTERRUPTS.protect():

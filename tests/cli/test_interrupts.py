@@ -186,3 +186,29 @@ def test_evaluate_and_sample_exit_cleanly(tmp_path, big_corpus, command_name):
     command = _Command([command_name, str(run), *extra])
     command.wait_for(lambda: _tensorflow_loading(command.process.pid), "TensorFlow loading")
     assert _last_line(command.interrupt()) == "probseq: interrupted; nothing was written."
+
+
+def test_an_interrupt_inside_an_import_is_raised_just_after_it():
+    """C code that calls `__import__` turns an exception raised there into a SystemError
+    with a printed traceback (seen in CI: TensorFlow's nest flattening during tracing);
+    the handler defers it to a SIGALRM 50 ms later, outside the import."""
+    import types
+
+    from probseq.cli.interrupts import Interrupts
+
+    importing = types.SimpleNamespace(
+        f_code=types.SimpleNamespace(co_filename="<frozen importlib._bootstrap>"), f_back=None
+    )
+    normal = types.SimpleNamespace(f_code=types.SimpleNamespace(co_filename=__file__), f_back=None)
+    interrupts = Interrupts()
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    try:
+        interrupts._handle(signal.SIGINT, importing)  # no raise inside the import
+        assert interrupts.requested and signal.getitimer(signal.ITIMER_REAL)[0] > 0
+        interrupts._retry(signal.SIGALRM, importing)  # still importing: wait again
+        with pytest.raises(KeyboardInterrupt):
+            interrupts._retry(signal.SIGALRM, normal)
+        interrupts._retry(signal.SIGALRM, normal)  # raised once only
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
