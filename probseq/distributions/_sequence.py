@@ -57,6 +57,11 @@ class NetworkParams:
         """The network giving sizes, the cell and (by default) the variables."""
         return self._network
 
+    @property
+    def lengths(self):
+        """Per-example lengths (batch-shaped int32) or None."""
+        return self._lengths
+
     @staticmethod
     def _network_parameter_properties() -> dict:
         """TFP parameter properties of `params` (each leaf's core rank: the network's
@@ -140,11 +145,6 @@ class _TokenSequenceDistribution(NetworkParams, tfd.AutoCompositeTensorDistribut
     def eos(self) -> int | None:
         """The end token, or None (fixed-length sequences)."""
         return self._eos
-
-    @property
-    def lengths(self):
-        """Per-example lengths (batch-shaped int32) or None."""
-        return self._lengths
 
     @property
     def _variable_length(self) -> bool:

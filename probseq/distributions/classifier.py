@@ -117,10 +117,6 @@ class SequenceClassifier(NetworkParams, tfd.AutoCompositeTensorDistribution):
         return self._inputs
 
     @property
-    def lengths(self):
-        return self._lengths
-
-    @property
     def num_classes(self) -> int:
         return self._network.output_size
 

@@ -151,10 +151,6 @@ class RecurrentAutoregressive(NetworkParams, tfd.AutoCompositeTensorDistribution
         return self._num_steps
 
     @property
-    def lengths(self):
-        return self._lengths
-
-    @property
     def covariates(self):
         """Per-step covariates `[..., num_steps, C]` or None."""
         return self._covariates
