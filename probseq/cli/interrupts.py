@@ -106,7 +106,11 @@ _RETRY_SECONDS = 0.05
 
 
 def _in_import(frame) -> bool:
-    """Whether the main thread is inside Python's import machinery."""
+    """Whether raising here could land inside C code that calls back into Python: the
+    import machinery, or TensorFlow's `util` helpers whose C++ (e.g. nest flattening)
+    calls `__import__` (the topmost Python frame is then the helper that called it)."""
+    if frame is not None and "/tensorflow/python/util/" in frame.f_code.co_filename:
+        return True
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
             return True
