@@ -43,6 +43,7 @@ class Interrupts:
         self._pending = False
         self._previous = None
         self._previous_alarm = None
+        self._deferring = 0
 
     def install(self) -> None:
         """Take over SIGINT (only possible, and only needed, in the main thread)."""
@@ -68,16 +69,30 @@ class Interrupts:
             if again:
                 print("probseq: still writing files; stopping when done.", file=sys.stderr)
             return
+        if self._deferring:
+            return  # `check()` raises it after the current step
         if _in_import(frame):
             self._pending = True
             signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)
             return
         raise KeyboardInterrupt
 
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A block (training) in which Ctrl-C takes effect at the next `check()` (after
+        the current step) instead of wherever the main thread is: raised inside
+        TensorFlow's tracing, where C++ calls back into Python, it becomes a SystemError
+        with a printed traceback."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+
     def _retry(self, signum, frame) -> None:
         """SIGALRM after an interrupt deferred out of an import: raise it now."""
-        if not self._pending or self._depth:
-            return  # raised already, or a protect() block will raise it at its end
+        if not self._pending or self._depth or self._deferring:
+            return  # raised already, or a protect() block or check() will raise it
         if _in_import(frame):
             signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)
             return
@@ -106,11 +121,7 @@ _RETRY_SECONDS = 0.05
 
 
 def _in_import(frame) -> bool:
-    """Whether raising here could land inside C code that calls back into Python: the
-    import machinery, or TensorFlow's `util` helpers whose C++ (e.g. nest flattening)
-    calls `__import__` (the topmost Python frame is then the helper that called it)."""
-    if frame is not None and "/tensorflow/python/util/" in frame.f_code.co_filename:
-        return True
+    """Whether the main thread is inside Python's import machinery."""
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
             return True

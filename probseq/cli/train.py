@@ -115,7 +115,9 @@ def train(
     try:
         progress_bar = _progress_bar(run, progress, out)
         callbacks = _callbacks(run, manager, progress_bar)
-        evaluations = _fit(run, callbacks, out)
+        with INTERRUPTS.deferred():  # Ctrl-C takes effect after the current step
+            evaluations = _fit(run, callbacks, out)
+        INTERRUPTS.check()  # pressed during the last step
     except BaseException as error:
         # Ctrl-C may surface as another error (e.g. a SystemError from C code that was
         # running Python when the signal came): once it was pressed, it is the interrupt.
