@@ -62,6 +62,17 @@ class NetworkParams:
         """Per-example lengths (batch-shaped int32) or None."""
         return self._lengths
 
+    def _decoder_params(self, params: dict) -> dict:
+        """The part of `params` with the output head (all of it, except for an
+        encoder-decoder's decoder)."""
+        return params
+
+    def _broadcast_params(self, batch_shape) -> dict:
+        """Params lined up with the batch (`broadcast_params`; no-op if unbatched)."""
+        params = tf.nest.map_structure(tf.convert_to_tensor, self.params_in_use)
+        bias = self._decoder_params(params)["output"]["bias"]
+        return broadcast_params(params, bias.shape[:-1], self.batch_shape, batch_shape)
+
     @staticmethod
     def _network_parameter_properties() -> dict:
         """TFP parameter properties of `params` (each leaf's core rank: the network's
@@ -185,10 +196,6 @@ class _TokenSequenceDistribution(NetworkParams, tfd.AutoCompositeTensorDistribut
             kwargs = dict(kwargs, value_lengths=value_lengths)
         return value, kwargs
 
-    def _decoder_params(self, params: dict) -> dict:
-        """The part of `params` that generates the tokens (step, output head)."""
-        raise NotImplementedError
-
     def _start(self, params: dict, batch_shape):
         """Logits `batch + [V]` of the first token (no temperature) and the state, `batch + [H]`."""
         raise NotImplementedError
@@ -254,12 +261,6 @@ class _TokenSequenceDistribution(NetworkParams, tfd.AutoCompositeTensorDistribut
             name = self._RANK_ERROR_NAME or self.name
             raise ValueError(f"{name} needs a batch shape of known rank.")
         return rank
-
-    def _broadcast_params(self, batch_shape) -> dict:
-        """Params with their batch dims broadcast to `batch_shape` (no-op if unbatched)."""
-        params = tf.nest.map_structure(tf.convert_to_tensor, self.params_in_use)
-        bias = self._decoder_params(params)["output"]["bias"]
-        return broadcast_params(params, bias.shape[:-1], self.batch_shape, batch_shape)
 
     def _temperature_for(self, batch_shape, trailing: int, leading: int = 0):
         """Temperature broadcast to `batch_shape`, as `[1]*leading + batch + [1]*trailing`."""

@@ -16,7 +16,7 @@ import tensorflow_probability as tfp
 # The sentinel has no public name in TFP 0.25.
 from tensorflow_probability.python.internal.parameter_properties import BIJECTOR_NOT_IMPLEMENTED
 
-from probseq.distributions._sequence import NetworkParams, broadcast_params, check_params
+from probseq.distributions._sequence import NetworkParams, check_params
 from probseq.nn.cells import cell_initial_state, network_cell
 from probseq.nn.dense import dense_outputs
 
@@ -157,7 +157,7 @@ class SequenceClassifier(NetworkParams, tfd.AutoCompositeTensorDistribution):
         rank = self.batch_shape.rank
         if rank is None:
             raise ValueError(f"{self.name} needs a batch shape of known rank.")
-        params, lead = self._params_for(batch_shape)
+        params = self._broadcast_params(batch_shape)
         x = self._features()  # :: input batch + [T, D]
         steps = tf.shape(x)[-2:]
         x = tf.broadcast_to(x, tf.concat([batch_shape, steps], 0))
@@ -167,7 +167,7 @@ class SequenceClassifier(NetworkParams, tfd.AutoCompositeTensorDistribution):
             keep = tf.range(steps[0]) < lengths[..., None]  # :: batch + [T]
             x = tf.where(keep[..., None], x, tf.zeros_like(x))  # padding is never read
             last = lengths - 1
-        state = cell_initial_state(params, lead, cell=self._cell)
+        state = cell_initial_state(params, batch_shape, cell=self._cell)
         outputs, _ = dense_outputs(params, x, state, cell=self._cell)  # :: batch + [T, K]
         picked = tf.gather(outputs, last[..., None], axis=rank, batch_dims=rank)
         return picked[..., 0, :]
@@ -197,14 +197,6 @@ class SequenceClassifier(NetworkParams, tfd.AutoCompositeTensorDistribution):
         if x.dtype.is_integer:
             return tf.one_hot(x, self._network.input_size, dtype=self._network.dtype)
         return x
-
-    def _params_for(self, batch_shape):
-        """Params lined up with the batch (`broadcast_params`: draws `[S, 1] + core`
-        against inputs `[B]` run as a param batch `[S]` over rows `[B]`), and the `lead`
-        shape of the pass."""
-        params = tf.nest.map_structure(tf.convert_to_tensor, self.params_in_use)
-        param_batch = params["output"]["bias"].shape[:-1]
-        return broadcast_params(params, param_batch, self.batch_shape, batch_shape), batch_shape
 
 
 def _check_inputs(inputs, network) -> tf.Tensor:

@@ -163,9 +163,6 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         return self._prefix
 
     # ------------------------------------------------------------------- internals
-    def _decoder_params(self, params: dict) -> dict:
-        return params
-
     def _context(self):
         return self._prefix
 

@@ -19,7 +19,6 @@ from tensorflow_probability.python.internal.parameter_properties import BIJECTOR
 
 from probseq.distributions._sequence import (
     NetworkParams,
-    broadcast_params,
     check_num_steps,
     check_params,
 )
@@ -191,10 +190,6 @@ class RecurrentAutoregressive(NetworkParams, tfd.AutoCompositeTensorDistribution
         if rank is None:
             raise ValueError(f"{self.name} needs a batch shape of known rank.")
         return rank
-
-    def _broadcast_params(self, batch_shape) -> dict:
-        params = tf.nest.map_structure(tf.convert_to_tensor, self.params_in_use)
-        return broadcast_params(params, self._param_batch_shape(), self.batch_shape, batch_shape)
 
     def _float(self):
         return self._network.dtype
