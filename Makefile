@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench lock clean-venv
+.PHONY: demo test lint format bench forecast-bench lock clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) benchmarks/run.py $(ARGS)
+
+# The forecasting benchmark with its GluonTS peer, in its own venv (GluonTS needs pandas < 3).
+FC_VENV := .venv-forecast
+forecast-bench:
+	test -x $(FC_VENV)/bin/python || $(PYTHON) -m venv $(FC_VENV)
+	$(FC_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(FC_VENV)/bin/python -m pip install --quiet -e ".[forecast-bench]"
+	TF_CPP_MIN_LOG_LEVEL=3 $(FC_VENV)/bin/python experiments/forecast_benchmark.py $(ARGS)
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | sed '/^torch==/d' > constraints.txt

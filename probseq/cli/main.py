@@ -5,6 +5,7 @@
     probseq sample RUN_DIR --prime "The " --length 500 [--temperature 0.8] [--seed 1]
     probseq compare RUN_DIR RUN_DIR ... [--split test] [--draws 100]
     probseq export RUN_DIR OUT_DIR [--draws 16] [--seed 0]
+    probseq forecast --csv FILE --column y --prediction-length 12 [--out DIR] [--backtest 3]
 
 Run `probseq COMMAND --help` for every flag.
 """
@@ -26,6 +27,7 @@ from probseq.cli.config import (
     parse_flag,
     resolve_config,
 )
+from probseq.cli.forecast import add_forecast_parser, run_forecast
 from probseq.cli.interrupts import run_interruptible
 
 __all__ = ["build_parser", "main"]
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--seed", type=int, default=0, help="variational runs: seed of those weight draws"
     )
+    add_forecast_parser(commands, _positive_int)
     return parser
 
 
@@ -318,6 +321,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "sample": _run_sample,
         "compare": _run_compare,
         "export": _run_export,
+        "forecast": run_forecast,
     }
     try:
         with warnings.catch_warnings():

@@ -91,6 +91,23 @@ class EmissionHead(AutoComposite):
         shape = tf.concat([tf.shape(raw)[:-1], [self.event_size, self.params_per_coordinate]], 0)
         return tfd.Independent(self._scalar_distribution(tf.reshape(raw, shape)), 1)
 
+    def scaled_distribution(self, raw: tf.Tensor, scale: tf.Tensor) -> tfd.Distribution:
+        """The distribution of `scale * y` for `y ~ distribution(raw)`: the head of a model
+        that reads series divided by a per-series `scale` (DeepAR's mean scaling).
+
+        `scale` (positive) broadcasts against `raw.shape[:-1]`. A continuous head is
+        rescaled exactly (`tfb.Scale`; a location-scale family keeps its own class); a
+        count head keeps its integer support and multiplies its mean by `scale` instead
+        (GluonTS's convention), which is a different model, not a change of variables.
+        """
+        return tfd.TransformedDistribution(
+            self.distribution(raw), tfp.bijectors.Scale(self._event_scale(scale, raw))
+        )
+
+    def _event_scale(self, scale, raw):
+        scale = tf.cast(scale, raw.dtype)
+        return scale if self.event_size is None else scale[..., None]
+
     def features(self, x: tf.Tensor, float_dtype) -> tf.Tensor:
         """A value `[...] + event_shape` as the next input `[..., input_size]`."""
         x = tf.cast(x, float_dtype)
@@ -98,6 +115,27 @@ class EmissionHead(AutoComposite):
 
     def _scale(self, raw):
         return tf.math.softplus(raw) + tf.cast(self.min_scale, raw.dtype)
+
+    def _count_scaled(self, raw, scale):
+        """`scaled_distribution` of a count head: the mean times `scale` (log-rate or
+        logits plus `log(scale)`), the dispersion kept."""
+        log_scale = tf.math.log(tf.cast(scale, raw.dtype))
+        if self.event_size is None:
+            return self._scalar_distribution(raw, log_scale)
+        shape = tf.concat([tf.shape(raw)[:-1], [self.event_size, self.params_per_coordinate]], 0)
+        return tfd.Independent(
+            self._scalar_distribution(tf.reshape(raw, shape), log_scale[..., None]), 1
+        )
+
+    def _location_scale(self, raw, scale):
+        """`scaled_distribution` of a location-scale family: loc and scale times `scale`."""
+        scale = tf.cast(scale, raw.dtype)
+        if self.event_size is None:
+            return self._scalar_distribution(raw, scale)
+        shape = tf.concat([tf.shape(raw)[:-1], [self.event_size, self.params_per_coordinate]], 0)
+        return tfd.Independent(
+            self._scalar_distribution(tf.reshape(raw, shape), scale[..., None]), 1
+        )
 
     def _scalar_distribution(self, raw):
         raise NotImplementedError
@@ -111,8 +149,11 @@ class Normal(EmissionHead):
     params_per_coordinate = 2
     reparameterized = True
 
-    def _scalar_distribution(self, raw):
-        return tfd.Normal(raw[..., 0], self._scale(raw[..., 1]))
+    def _scalar_distribution(self, raw, scale=1.0):
+        return tfd.Normal(raw[..., 0] * scale, self._scale(raw[..., 1]) * scale)
+
+    def scaled_distribution(self, raw, scale):
+        return self._location_scale(raw, scale)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,9 +164,12 @@ class StudentT(EmissionHead):
     params_per_coordinate = 3
     reparameterized = True
 
-    def _scalar_distribution(self, raw):
+    def _scalar_distribution(self, raw, scale=1.0):
         df = 2.0 + tf.math.softplus(raw[..., 0])
-        return tfd.StudentT(df, raw[..., 1], self._scale(raw[..., 2]))
+        return tfd.StudentT(df, raw[..., 1] * scale, self._scale(raw[..., 2]) * scale)
+
+    def scaled_distribution(self, raw, scale):
+        return self._location_scale(raw, scale)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +208,9 @@ class Bernoulli(EmissionHead):
     def _scalar_distribution(self, raw):
         return tfd.Bernoulli(logits=raw[..., 0])
 
+    def scaled_distribution(self, raw, scale):
+        raise ValueError("a bernoulli head has values 0/1 and cannot be scaled.")
+
 
 @dataclasses.dataclass(frozen=True)
 class Poisson(EmissionHead):
@@ -171,8 +218,11 @@ class Poisson(EmissionHead):
 
     name = "poisson"
 
-    def _scalar_distribution(self, raw):
-        return tfd.Poisson(log_rate=raw[..., 0])
+    def _scalar_distribution(self, raw, log_scale=0.0):
+        return tfd.Poisson(log_rate=raw[..., 0] + log_scale)
+
+    def scaled_distribution(self, raw, scale):
+        return self._count_scaled(raw, scale)
 
     def features(self, x, float_dtype):
         return super().features(tf.math.log1p(tf.cast(x, float_dtype)), float_dtype)
@@ -185,8 +235,13 @@ class NegativeBinomial(EmissionHead):
     name = "negative_binomial"
     params_per_coordinate = 2
 
-    def _scalar_distribution(self, raw):
-        return tfd.NegativeBinomial(total_count=self._scale(raw[..., 0]), logits=raw[..., 1])
+    def _scalar_distribution(self, raw, log_scale=0.0):
+        return tfd.NegativeBinomial(
+            total_count=self._scale(raw[..., 0]), logits=raw[..., 1] + log_scale
+        )
+
+    def scaled_distribution(self, raw, scale):
+        return self._count_scaled(raw, scale)
 
     def features(self, x, float_dtype):
         return super().features(tf.math.log1p(tf.cast(x, float_dtype)), float_dtype)
