@@ -73,9 +73,14 @@ def add_forecast_parser(commands, positive_int) -> None:
     p.add_argument(
         "--context-length",
         type=positive_int,
-        help="steps the model reads before forecasting (default: 2 x prediction length)",
+        help="steps the model reads before forecasting (default: the prediction length)",
     )
     p.add_argument("--num-steps", type=positive_int, help="optimizer steps (default 1500)")
+    p.add_argument(
+        "--ensemble-size",
+        type=positive_int,
+        help="networks trained side by side, forecast as their mixture (default 4)",
+    )
     p.add_argument("--num-samples", type=positive_int, default=200, help="sample paths")
     p.add_argument(
         "--quantiles",
@@ -120,7 +125,7 @@ class _Progress:
             self.bar.close()
 
 
-def _forecaster(args, series_length: int):
+def _forecaster(args):
     from probseq.forecasting import DeepARForecaster
 
     options = dict(head=args.head, num_samples=args.num_samples, seed=args.seed)
@@ -128,6 +133,8 @@ def _forecaster(args, series_length: int):
         options["context_length"] = args.context_length
     if args.num_steps:
         options["num_steps"] = args.num_steps
+    if args.ensemble_size:
+        options["ensemble_size"] = args.ensemble_size
     return DeepARForecaster(args.prediction_length, **options)
 
 
@@ -146,7 +153,7 @@ def _backtest(args, series, say) -> dict:
     from probseq.forecasting import backtest, crps_from_samples, mase, mean_wql, seasonal_naive
 
     bt = backtest(series, args.prediction_length, args.backtest)
-    model = _fit(_forecaster(args, len(bt.train)), bt.train, "backtest fit", not args.no_progress)
+    model = _fit(_forecaster(args), bt.train, "backtest fit", not args.no_progress)
     forecast = model.forecast(series, bt.origins, seed=args.seed)
     target = bt.targets()
     season = series.freq.season
@@ -224,13 +231,14 @@ def run_forecast(args: argparse.Namespace) -> int:
     )
     if args.backtest:
         summary["backtest"] = _backtest(args, series, say)
-    model = _fit(_forecaster(args, len(series)), series, "fit", not args.no_progress)
+    model = _fit(_forecaster(args), series, "fit", not args.no_progress)
     config = model.config
     say(
-        f"trained DeepAR ({config['head']} head, {config['num_layers']} x "
-        f"{config['hidden_size']} {config['cell']}, {len(model.lags)} lags up to "
-        f"{max(model.lags)}, context {config['context_length']}) for {config['num_steps']} "
-        f"steps in {model.train_seconds:.1f} s on {summary['machine']}"
+        f"trained DeepAR ({config['ensemble_size']} networks of {config['num_layers']} x "
+        f"{config['hidden_size']} {config['cell']}, {config['head']} head, "
+        f"{len(model.lags)} lags up to {max(model.lags)}, context "
+        f"{config['context_length']}) for {config['num_steps']} steps in "
+        f"{model.train_seconds:.1f} s on {summary['machine']}"
     )
     forecast = model.forecast(series, seed=args.seed)
     samples = forecast.samples[:, 0]  # :: [n, H]

@@ -59,7 +59,8 @@ class DeepARForecaster:
 
     Args:
       prediction_length: `H`, steps to forecast.
-      context_length: past steps the network reads before forecasting (default `2 * H`).
+      context_length: past steps the network reads before forecasting (default `H`, as
+        GluonTS's DeepAR).
       head: `"student_t"` (default), `"normal"` or `"negative_binomial"` (counts).
       lags: lagged values each step reads (default: `default_lags(freq)`, capped so that
         the training series still gives `16` windows).
@@ -70,6 +71,10 @@ class DeepARForecaster:
         learning rate of the warm-up/cosine schedule.
       prior_scale: None (maximum likelihood) or the scale of a `N(0, s)` prior on every
         weight (MAP; the prior weighs against the number of training windows).
+      ensemble_size: `K` networks from different initializations trained side by side on
+        the same windows (one compiled step: their weights are a param batch `[K]`); the
+        forecast is their equal-weight mixture (paths drawn round robin, `log_prob` the
+        log of the mean density).
       num_samples: sample paths per forecast window.
       seed: initialization, window order and sampling seed.
     """
@@ -87,8 +92,9 @@ class DeepARForecaster:
         cell: str = "lstm",
         num_steps: int = 1500,
         batch_size: int = 32,
-        learning_rate: float = 3e-3,
+        learning_rate: float = 1e-3,
         prior_scale: float | None = None,
+        ensemble_size: int = 4,
         num_samples: int = 200,
         seed: int = 0,
     ):
@@ -101,6 +107,7 @@ class DeepARForecaster:
             ("num_steps", num_steps),
             ("batch_size", batch_size),
             ("num_samples", num_samples),
+            ("ensemble_size", ensemble_size),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
@@ -116,7 +123,7 @@ class DeepARForecaster:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}.")
         self.config = dict(
             prediction_length=prediction_length,
-            context_length=context_length or 2 * prediction_length,
+            context_length=context_length or prediction_length,
             head=head,
             lags=None if lags is None else list(check_lags(lags)),
             use_time_features=bool(use_time_features),
@@ -127,10 +134,12 @@ class DeepARForecaster:
             batch_size=batch_size,
             learning_rate=float(learning_rate),
             prior_scale=None if prior_scale is None else float(prior_scale),
+            ensemble_size=ensemble_size,
             num_samples=num_samples,
             seed=int(seed),
         )
-        self.network = None
+        self.network = None  # sizes and cell (member 0's weights, as constants)
+        self.members = None  # the K members' weights, leaves [K] + core
         self.freq = None
         self.fit_result = None
         self.train_seconds = None
@@ -193,7 +202,9 @@ class DeepARForecaster:
                 feats.append(features[end - m : end + h])
         return np.stack(past), np.stack(future), np.stack(feats)
 
-    def _distribution(self, past, feats, params=None) -> DeepAR:
+    def _distribution(self, past, feats) -> DeepAR:
+        """The members' forecast distributions of the windows: batch `[K, windows]`."""
+        params = tf.nest.map_structure(lambda p: p[:, None], self.members.params)
         return DeepAR(
             self.network,
             past,
@@ -225,15 +236,7 @@ class DeepARForecaster:
         self._choose_lags(series)
         past, future, feats = self._windows(series)
         seed = self.config["seed"]
-        num_features = feats.shape[-1]
-        self.network = RealValuedNetwork(
-            len(self.lags) + num_features + 1,
-            self.config["hidden_size"],
-            self.config["num_layers"],
-            output_size=self.head.num_params,
-            cell=self.config["cell"],
-            seed=seed,
-        )
+        self._build(len(self.lags) + feats.shape[-1] + 1)
         dataset = (
             tf.data.Dataset.from_tensor_slices((past, future, feats))
             .shuffle(len(past), seed=seed, reshuffle_each_iteration=True)
@@ -245,13 +248,14 @@ class DeepARForecaster:
         prior_scale = self.config["prior_scale"]
         scale = float(self.config["context_length"] + self.config["prediction_length"])
 
-        def log_likelihood(batch):
+        def log_likelihood(batch):  # the members' mean, so each gets its own loss's gradient
             past, future, feats = batch
-            return self._distribution(past, feats).window_log_prob(future) / scale
+            members = self._distribution(past, feats).window_log_prob(future)  # :: [K, B]
+            return tf.reduce_mean(members, axis=0) / scale
 
         start = time.perf_counter()
         self.fit_result = fit_map(
-            self.network,
+            self.members,
             dataset,
             num_examples=len(past),
             num_steps=steps,
@@ -268,6 +272,27 @@ class DeepARForecaster:
         )
         self.train_seconds = time.perf_counter() - start
         return self
+
+    def _build(self, input_size: int, weights: dict | None = None) -> None:
+        """`self.members` (variables, or constants from `weights` with leaves [K] + core)
+        and `self.network`, the template giving sizes and cell."""
+        sizes = (input_size, self.config["hidden_size"], self.config["num_layers"])
+        options = dict(output_size=self.head.num_params, cell=self.config["cell"])
+        if weights is None:
+            seed = self.config["seed"]
+            nets = [
+                RealValuedNetwork(*sizes, **options, seed=(seed, k))
+                for k in range(self.config["ensemble_size"])
+            ]
+            stacked = tf.nest.map_structure(
+                lambda *leaves: tf.stack([tf.convert_to_tensor(x) for x in leaves]),
+                *[net.params for net in nets],
+            )
+            self.members = _Members(tf.nest.map_structure(tf.Variable, stacked))
+        else:
+            self.members = _Members(tf.nest.map_structure(tf.constant, weights))
+        first = tf.nest.map_structure(lambda p: tf.convert_to_tensor(p)[0], self.members.params)
+        self.network = RealValuedNetwork(*sizes, **options, params=first)
 
     # ------------------------------------------------------------------ forecast
     def _check_fitted(self):
@@ -314,7 +339,10 @@ class DeepARForecaster:
         past, feats = self._inputs(series, origins)
         n = num_samples or self.config["num_samples"]
         seed = self.config["seed"] if seed is None else seed
-        samples = _sample(self._distribution(past, feats), n, seed)
+        k = self.config["ensemble_size"]
+        per_member = -(-n // k)
+        paths = _sample(self._distribution(past, feats), per_member, seed)  # :: [m, K, W, H]
+        samples = paths.reshape((per_member * k, *paths.shape[2:]))[:n]  # members round robin
         h = self.config["prediction_length"]
         index = []
         for o in origins:
@@ -329,14 +357,16 @@ class DeepARForecaster:
         future = np.stack([series.values[o : o + h] for o in origins]).astype(np.float32)
         if future.shape[-1] != h:
             raise ValueError(f"every origin needs {h} values after it to score.")
-        return self._distribution(past, feats).log_prob(future).numpy()
+        members = self._distribution(past, feats).log_prob(future)  # :: [K, W]
+        k = self.config["ensemble_size"]
+        return (tf.reduce_logsumexp(members, axis=0) - np.log(k)).numpy()
 
     # ---------------------------------------------------------------- save/load
     def save(self, path: str | os.PathLike) -> None:
         """Write `config.json` and `weights.npz` into the directory `path`."""
         self._check_fitted()
         os.makedirs(path, exist_ok=True)
-        leaves = _flatten(self.network.params)
+        leaves = _flatten(self.members.params)
         with atomic_path(os.path.join(path, "weights.npz")) as tmp, open(tmp, "wb") as f:
             np.savez(f, **{k: v.numpy() for k, v in leaves.items()})
         meta = dict(self.config, freq=self.freq.alias, input_size=self.network.input_size)
@@ -353,16 +383,16 @@ class DeepARForecaster:
         model = cls(**meta, lags=lags)
         model.freq = frequency(freq)
         with np.load(os.path.join(path, "weights.npz")) as weights:
-            params = _unflatten({k: weights[k] for k in weights.files})
-        model.network = RealValuedNetwork(
-            input_size,
-            meta["hidden_size"],
-            meta["num_layers"],
-            output_size=model.head.num_params,
-            cell=meta["cell"],
-            params=params,
-        )
+            model._build(input_size, _unflatten({k: weights[k] for k in weights.files}))
         return model
+
+
+class _Members(tf.Module):
+    """The ensemble's weights: a params structure whose leaves are `[K] + core`."""
+
+    def __init__(self, params: dict):
+        super().__init__(name="deepar_members")
+        self.params = params
 
 
 @tf.function(reduce_retracing=True)
@@ -394,5 +424,5 @@ def _unflatten(leaves):
         *parents, leaf = name.split("/")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = tf.constant(value)
+        node[leaf] = value
     return params

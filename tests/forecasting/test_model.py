@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from probseq.forecasting import DeepARForecaster, Series, backtest, mean_wql, seasonal_naive
 
@@ -62,7 +63,7 @@ def test_save_and_load_give_the_same_forecast(fitted, tmp_path):
 
 def test_forecaster_errors(fitted):
     series, _, model = fitted
-    with pytest.raises(ValueError, match="needs 61 values of history"):
+    with pytest.raises(ValueError, match="needs 49 values of history"):
         model.forecast(series, [10])
     weekly = Series("w", np.ones(300), pd.period_range("2000-01-03", periods=300, freq="W"))
     with pytest.raises(ValueError, match="the model was fitted to monthly series"):
@@ -78,8 +79,8 @@ def test_forecaster_errors(fitted):
     short = Series("s", np.ones(30), pd.period_range("2000-01", periods=30, freq="M"))
     with pytest.raises(ValueError, match="the shortest training series has 30 values"):
         DeepARForecaster(12, num_steps=1).fit(short)
-    with pytest.raises(ValueError, match="lag 40 needs more history"):
-        DeepARForecaster(12, lags=[1, 40], num_steps=1).fit(_seasonal(n=80))
+    with pytest.raises(ValueError, match="lag 60 needs more history"):
+        DeepARForecaster(12, lags=[1, 60], num_steps=1).fit(_seasonal(n=80))
 
 
 def test_negative_binomial_forecasts_counts():
@@ -93,3 +94,37 @@ def test_negative_binomial_forecasts_counts():
     assert samples.shape == (20, 1, 7) and (samples >= 0).all()
     assert np.array_equal(samples, np.round(samples))
     assert seasonal_naive(counts, 7, 7).shape == (7,)
+
+
+def test_an_ensemble_is_the_equal_mixture_of_its_members(tmp_path):
+    """`ensemble_size=K`: K differently initialized networks trained in one param batch;
+    `log_prob` is `log mean_k p_k`, paths come from the members round robin."""
+    series = _seasonal(n=120)
+    bt = backtest(series, 6, 2)
+    model = DeepARForecaster(
+        6, hidden_size=8, num_layers=1, num_steps=20, ensemble_size=3, num_samples=7, lags=[1, 12]
+    ).fit(bt.train)
+    assert model.members.params["output"]["bias"].shape[0] == 3
+    members = model.members.params
+    singles = []
+    for k in range(3):
+        one = DeepARForecaster(6, hidden_size=8, num_layers=1, lags=[1, 12], ensemble_size=1)
+        one.freq = model.freq
+        one._build(
+            model.network.input_size,
+            tf.nest.map_structure(lambda p, k=k: p.numpy()[k : k + 1], members),
+        )
+        singles.append(one.log_prob(series, bt.origins))
+    want = np.log(np.mean(np.exp(np.stack(singles)), axis=0))
+    np.testing.assert_allclose(model.log_prob(series, bt.origins), want, rtol=1e-5)
+    samples = model.forecast(series, bt.origins, seed=2).samples
+    assert samples.shape == (7, 2, 6)
+    model.save(tmp_path / "ens")
+    loaded = DeepARForecaster.load(tmp_path / "ens")
+    np.testing.assert_allclose(
+        loaded.forecast(series, bt.origins, seed=2).samples, samples, rtol=1e-5
+    )
+    trained = [not np.allclose(members["output"]["bias"].numpy()[k], 0.0) for k in range(3)]
+    assert all(trained)  # every member's head moved from its zero init
+    kernels = members["layer_0"]["input_kernel"].numpy()
+    assert not np.allclose(kernels[0], kernels[1])  # different initializations
