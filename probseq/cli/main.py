@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", required=True, help="run directory (resumed if it exists)")
     train.add_argument("--config", help="JSON file of settings (flags override it)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--strategy",
+        choices=("default", "mirrored", "multi-worker"),
+        default="default",
+        help="default: one process; mirrored: this machine's devices; multi-worker: one "
+        "process per worker, cluster from TF_CONFIG (see the README)",
+    )
     defaults = TrainConfig()
     choices = field_choices()
     for name, text in field_help().items():  # one flag per TrainConfig field
@@ -170,8 +177,17 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = _train_overrides(args)
     config = resolve_config(file_values, overrides)
     use_probseq_threads(config.batch_size, [config.hidden_size] * config.num_layers)
+    from probseq.distribute import make_strategy
+
+    strategy = make_strategy(args.strategy)  # before TensorFlow runs an op
     explicit = set(file_values) | set(overrides)
-    metrics = train(config, args.run_dir, explicit=explicit, progress=not args.no_progress)
+    metrics = train(
+        config,
+        args.run_dir,
+        explicit=explicit,
+        progress=not args.no_progress,
+        strategy=strategy,
+    )
     what = " (posterior predictive)" if metrics["config"]["method"] == "variational" else ""
     valid = metrics["valid"]
     if "nll_nats_per_line" in valid:
@@ -314,6 +330,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         use_probseq_threads()
     from probseq.cli.rundir import RunDirError
     from probseq.data import CorpusError, DownloadError, UnknownCharacterError
+    from probseq.distribute import WorkerLostError
 
     handlers = {
         "train": _run_train,
@@ -330,6 +347,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                 f"probseq {args.command}: warning: {message}", file=sys.stderr
             )
             return handlers[args.command](args)
+    except WorkerLostError as error:
+        print(f"probseq {args.command}: error: {error}", file=sys.stderr)
+        return 3
     except UnknownCharacterError as error:
         print(
             f"probseq {args.command}: error: {error.describe()}. "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import tensorflow as tf
@@ -29,12 +30,21 @@ class TimeBudgetCallback(Callback):
     With a `progress` variable, also records the fraction of the budget used: the
     remaining `1 - p0` of the schedule (p0 = its value at the start, e.g. restored from a
     checkpoint) is spread over this invocation's budget; the value never decreases.
+    With `agree` (`fraction -> fraction`, e.g. the maximum over the workers of a
+    multi-worker run), every process uses the agreed fraction, so their learning rates
+    and their last step are the same.
     """
 
-    def __init__(self, budget_minutes: float | None, progress: tf.Variable | None = None):
+    def __init__(
+        self,
+        budget_minutes: float | None,
+        progress: tf.Variable | None = None,
+        agree: Callable[[float], float] | None = None,
+    ):
         self.seconds = None if budget_minutes is None else 60.0 * budget_minutes
         self.start = time.monotonic()
         self.progress = progress
+        self.agree = agree
         self.initial = 0.0 if progress is None else float(progress.numpy())
         self.expired = False
 
@@ -42,6 +52,8 @@ class TimeBudgetCallback(Callback):
         if self.seconds is None:
             return False
         fraction = min((time.monotonic() - self.start) / self.seconds, 1.0)
+        if self.agree is not None:
+            fraction = self.agree(fraction)
         if self.progress is not None:
             value = self.initial + (1.0 - self.initial) * fraction
             self.progress.assign(max(value, float(self.progress.numpy())))

@@ -24,10 +24,26 @@ from probseq.cli.reporting import (
 from probseq.cli.rundir import RunDir, RunDirError, corpus_setting
 from probseq.cli.tasks import decode_until, line_metrics, make_task
 from probseq.data import load_corpus
+from probseq.distribute import (
+    WorkerLostError,
+    agree_max,
+    agree_to_stop,
+    is_chief,
+    remove_worker_dir,
+    worker_dir,
+)
 from probseq.evaluation.metrics import LN2
 from probseq.inference import Callback, fit_map, fit_variational, warmup_cosine
 
-__all__ = ["TrainingInterrupted", "learning_rate_schedule", "train"]
+__all__ = ["TrainingInterrupted", "WorkerLostError", "learning_rate_schedule", "train"]
+
+# What a collective raises on the survivors when a peer worker died or hangs.
+_PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.CancelledError,
+    tf.errors.AbortedError,
+)
 
 
 def learning_rate_schedule(config: TrainConfig, time_progress: tf.Variable | None = None):
@@ -83,7 +99,16 @@ class _Run:
     optimizer: Any
     checkpoint: tf.train.Checkpoint
     time_progress: tf.Variable
+    strategy: Any = None
     start_step: int = 0
+
+    @property
+    def chief(self) -> bool:
+        return is_chief(self.strategy)
+
+    @property
+    def multi_worker(self) -> bool:
+        return self.strategy.extended._in_multi_worker_mode()  # as Keras
 
 
 def train(
@@ -93,6 +118,7 @@ def train(
     explicit: set[str] | None = None,
     progress: bool = True,
     out: TextIO | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) a run; returns the metrics dict also written to metrics.json.
 
@@ -103,21 +129,43 @@ def train(
         these may differ from the stored config, and architecture changes are refused.
       progress: draw a progress bar on `out`.
       out: where messages and the progress bar go (default: sys.stderr).
+      strategy: a `tf.distribute.Strategy` (`probseq.distribute.make_strategy`; default:
+        one process). With several workers each takes its shard of every global batch;
+        only the chief writes the run dir (checkpoints, TensorBoard, metrics, plot), the
+        others save their checkpoints (a collective) to temporary directories.
+
+    Raises:
+      WorkerLostError: a multi-worker run lost a peer (the survivors stop within the
+        collective timeout); restarting every worker resumes from the last checkpoint.
     """
     out = out or sys.stderr
-    run = _set_up(config, RunDir(run_dir), set(explicit or ()), out)
-    manager = tf.train.CheckpointManager(run.checkpoint, str(run.rd.checkpoint_dir), max_to_keep=3)
+    strategy = strategy or tf.distribute.get_strategy()
+    run = _set_up(config, RunDir(run_dir), set(explicit or ()), out, strategy)
+    checkpoint_dir = worker_dir(run.rd.checkpoint_dir, strategy)
+    manager = tf.train.CheckpointManager(run.checkpoint, str(checkpoint_dir), max_to_keep=3)
     # From here on the run dir exists: a Ctrl-C anywhere below saves a checkpoint.
     callbacks: list = []
     started = time.perf_counter()
     evaluations: list = []
     interrupted = False
     try:
-        progress_bar = _progress_bar(run, progress, out)
+        progress_bar = _progress_bar(run, progress and run.chief, out)
         callbacks = _callbacks(run, manager, progress_bar)
         with INTERRUPTS.deferred():  # Ctrl-C takes effect after the current step
             evaluations = _fit(run, callbacks, out)
         INTERRUPTS.check()  # pressed during the last step
+    except _PEER_ERRORS as error:
+        if not run.multi_worker:
+            raise
+        remove_worker_dir(checkpoint_dir, strategy)
+        latest = tf.train.latest_checkpoint(str(run.rd.checkpoint_dir))
+        resume = f"step {Path(latest).name.split('-')[-1]}" if latest else "step 0"
+        first = (error.message or type(error).__name__).strip().splitlines()[0][:300]
+        raise WorkerLostError(
+            f"lost contact with another worker ({type(error).__name__}: {first}). The last "
+            f"checkpoint is {resume} in {run.rd.checkpoint_dir}; restart every worker with "
+            "the same command to resume from it."
+        ) from None
     except BaseException as error:
         # Ctrl-C may surface as another error (e.g. a SystemError from C code that was
         # running Python when the signal came): once it was pressed, it is the interrupt.
@@ -130,21 +178,39 @@ def train(
                 close = getattr(callback, "close", None)
                 if close:
                     close()
-    final_step = _save_final_checkpoint(run, manager, interrupted)
+    try:
+        final_step = _save_final_checkpoint(run, manager, interrupted)
+    finally:
+        remove_worker_dir(checkpoint_dir, strategy)
     history = run.rd.load_metrics().get("history", []) if run.resuming else []
     history.extend(progress_bar.history)
     metrics = _final_metrics(run.rd, run.config, run.model, run.task, history, evaluations)
     metrics["step"] = final_step
     metrics["train_seconds_this_invocation"] = time.perf_counter() - started
-    with INTERRUPTS.protect():
-        run.rd.save_metrics(metrics)
-        plot_learning_curve(history, metrics["evaluations"], run.rd.path / "learning_curve.png")
+    metrics["strategy"] = dict(
+        name=type(strategy).__name__,
+        replicas=strategy.num_replicas_in_sync,
+        workers=_num_workers(strategy),
+    )
+    if run.chief:
+        with INTERRUPTS.protect():
+            run.rd.save_metrics(metrics)
+            plot_learning_curve(history, metrics["evaluations"], run.rd.path / "learning_curve.png")
     return metrics
 
 
-def _set_up(config: TrainConfig, rd: RunDir, explicit: set[str], out: TextIO) -> _Run:
+def _num_workers(strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(job, [])) for job in ("chief", "worker")) or 1
+
+
+def _set_up(config: TrainConfig, rd: RunDir, explicit: set[str], out: TextIO, strategy) -> _Run:
     """Resolve the config against the run dir, load the corpus, build the model, the task
-    and the optimizer, and restore the newest checkpoint (or write a new run's files)."""
+    and the optimizer (variables under `strategy.scope()`), and restore the newest
+    checkpoint (or, on the chief, write a new run's files)."""
     config, resuming = _resolve_run_config(rd, config, explicit, out)
     corpus = load_corpus(config.corpus, cache_dir=config.cache_dir)
     if resuming:
@@ -155,23 +221,26 @@ def _set_up(config: TrainConfig, rd: RunDir, explicit: set[str], out: TextIO) ->
                 f"corpus {config.corpus!r} ({len(corpus.vocabulary)} symbols); refusing to "
                 "resume. Use a new --run-dir."
             )
-    model = RunModel(config, len(corpus.vocabulary))
-    task = make_task(config, corpus, model.network)
     import tf_keras
 
-    # Fraction of the time budget used so far (checkpointed, so a resumed run continues
-    # the schedule where it stopped).
-    time_progress = tf.Variable(0.0, trainable=False, name="time_progress")
-    optimizer = tf_keras.optimizers.Adam(
-        learning_rate=learning_rate_schedule(config, time_progress)
+    with strategy.scope():
+        model = RunModel(config, len(corpus.vocabulary))
+        # Fraction of the time budget used so far (checkpointed, so a resumed run
+        # continues the schedule where it stopped).
+        time_progress = tf.Variable(0.0, trainable=False, name="time_progress")
+        optimizer = tf_keras.optimizers.Adam(
+            learning_rate=learning_rate_schedule(config, time_progress)
+        )
+        checkpoint = tf.train.Checkpoint(
+            optimizer=optimizer, time_progress=time_progress, **model.checkpoint_items()
+        )
+        # Build the optimizer's slots first: a restore can then be checked object by
+        # object, and a checkpoint written before the first step is complete.
+        optimizer.build(model.trainable_variables)
+    task = make_task(config, corpus, model.network)
+    run = _Run(
+        rd, config, resuming, corpus, model, task, optimizer, checkpoint, time_progress, strategy
     )
-    checkpoint = tf.train.Checkpoint(
-        optimizer=optimizer, time_progress=time_progress, **model.checkpoint_items()
-    )
-    # Build the optimizer's slots first: a restore can then be checked object by object,
-    # and a checkpoint written before the first step (Ctrl-C during tracing) is complete.
-    optimizer.build(model.trainable_variables)
-    run = _Run(rd, config, resuming, corpus, model, task, optimizer, checkpoint, time_progress)
     if resuming and rd.latest_checkpoint() is not None:
         latest = rd.restore(checkpoint)
         run.start_step = int(optimizer.iterations.numpy())
@@ -182,10 +251,11 @@ def _set_up(config: TrainConfig, rd: RunDir, explicit: set[str], out: TextIO) ->
         return run
     if resuming:
         _say(out, f"Run {rd.path} has no checkpoint yet; starting from step 0.")
-    with INTERRUPTS.protect():
-        rd.path.mkdir(parents=True, exist_ok=True)
-        config.save(rd.config_path)
-        corpus.vocabulary.save(rd.vocabulary_path)
+    if run.chief:
+        with INTERRUPTS.protect():
+            rd.path.mkdir(parents=True, exist_ok=True)
+            config.save(rd.config_path)
+            corpus.vocabulary.save(rd.vocabulary_path)
     return run
 
 
@@ -202,14 +272,60 @@ def _progress_bar(run: _Run, enabled: bool, out: TextIO) -> ProgressCallback:
 
 
 def _callbacks(run: _Run, manager, progress_bar: ProgressCallback) -> list:
+    """The run's callbacks. With several workers the time budget's progress is the
+    workers' maximum and a stop asked by any worker stops all at the same step (their
+    collectives would otherwise wait for each other); TensorBoard is the chief's."""
     chars = run.task.chars_per_example
-    return [
+    strategy = run.strategy if run.multi_worker else None
+    callbacks = [
         InterruptCheckCallback(),
-        TimeBudgetCallback(run.config.budget_minutes, progress=run.time_progress),
+        TimeBudgetCallback(
+            run.config.budget_minutes,
+            progress=run.time_progress,
+            agree=(lambda value: agree_max(strategy, value)) if strategy else None,
+        ),
         CheckpointCallback(manager, run.config.checkpoint_every),
-        TensorBoardCallback(run.rd.path / "tensorboard", run.config.batch_size * chars, chars),
-        progress_bar,
     ]
+    if run.chief:
+        callbacks.append(
+            TensorBoardCallback(run.rd.path / "tensorboard", run.config.batch_size * chars, chars)
+        )
+    callbacks.append(progress_bar)
+    return [AgreedCallbacks(callbacks, strategy)] if strategy else callbacks
+
+
+class AgreedCallbacks(Callback):
+    """Callbacks of one worker of several: each step's stop decision is all-reduced (any
+    worker's stop stops every worker after the same step). A Ctrl-C on this worker is
+    such a stop: it is re-raised here after the agreement, while the others leave the
+    loop normally, so all of them save the final checkpoint together."""
+
+    def __init__(self, callbacks: list, strategy):
+        self.callbacks, self.strategy = callbacks, strategy
+
+    def on_step(self, info) -> bool:
+        stop, interrupt = False, None
+        for callback in self.callbacks:
+            try:
+                stop = bool(callback.on_step(info)) or stop
+            except KeyboardInterrupt as error:
+                stop, interrupt = True, error
+        stop = agree_to_stop(self.strategy, stop)
+        if interrupt is not None:
+            raise interrupt
+        return stop
+
+    def on_evaluation(self, step: int, metrics: dict[str, Any]) -> bool:
+        stop = False
+        for callback in self.callbacks:
+            stop = bool(callback.on_evaluation(step, metrics)) or stop
+        return agree_to_stop(self.strategy, stop)
+
+    def close(self) -> None:
+        for callback in self.callbacks:
+            close = getattr(callback, "close", None)
+            if close:
+                close()
 
 
 def _eval_fn(run: _Run, out: TextIO):
@@ -267,6 +383,7 @@ def _fit(run: _Run, callbacks: list, out: TextIO) -> list:
         initial_step=run.start_step,
         jit_compile=config.jit_compile,
         seed=config.seed,
+        strategy=run.strategy,
     )
     distribution = task.distribution()
     dataset = task.dataset(run.start_step)

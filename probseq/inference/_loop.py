@@ -219,7 +219,14 @@ def fit_loop(
     # reduce_retracing: batches of varying width (bucketed sequences) share one trace.
     compiled = tf.function(train_step, jit_compile=jit_compile or None, reduce_retracing=True)
     if isinstance(dataset, tf.data.Dataset) and num_replicas > 1:
-        dataset = strategy.experimental_distribute_dataset(dataset)
+        # Shard by data after TensorFlow's rebatching: worker w takes sub-batch w of every
+        # global batch, so step t sees the single-process batch t (file sharding would
+        # give the workers different streams).
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        dataset = strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     def step_fn(batch, step):
         scalars = dict(step_scalars(step)) if step_scalars else {}

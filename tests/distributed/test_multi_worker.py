@@ -1,0 +1,251 @@
+"""`probseq train --strategy multi-worker` with real worker processes on loopback ports.
+
+Every wait has a timeout, so a hang fails the test instead of stalling CI. Two workers
+share this machine's two cores: these tests check equality and failure handling, not
+speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import HERE, free_ports, start, wait_all, worker_env
+
+PROBSEQ = ["-c", "from probseq.cli.main import console; console()"]
+FLAGS = [
+    "--hidden-size",
+    "8",
+    "--num-layers",
+    "1",
+    "--num-steps",
+    "8",
+    "--batch-size",
+    "8",
+    "--learning-rate",
+    "0.01",
+    "--eval-chars",
+    "200",
+    "--eval-every",
+    "1000",
+    "--sample-length",
+    "5",
+    "--budget-minutes",
+    "none",
+    "--no-progress",
+]
+TIMEOUT = 240  # seconds for any one run of the workers
+# Equality of a two-worker run with one process on the same global batches. The sum of
+# two half-batch means differs from the full-batch mean by float32 rounding only
+# (~1e-7 relative per step); after 20 Adam steps that stays far below this.
+RTOL = 1e-5
+
+
+def _corpus(tmp_path) -> Path:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("To be, or not to be: that is the question. Whether tis nobler. " * 300)
+    return corpus
+
+
+def _single(tmp_path, run_dir, extra, env_extra=None):
+    env = worker_env([0], 0)
+    env.pop("TF_CONFIG")
+    return subprocess.run(
+        [
+            sys.executable,
+            *PROBSEQ,
+            "train",
+            "--corpus",
+            str(_corpus(tmp_path)),
+            "--run-dir",
+            str(run_dir),
+            *FLAGS,
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def _workers(tmp_path, run_dir, extra, name="run"):
+    ports = free_ports(2)
+    corpus = _corpus(tmp_path)
+    processes, logs = [], []
+    for index in range(2):
+        log = tmp_path / f"{name}-worker{index}.log"
+        logs.append(log)
+        env = worker_env(ports, index)
+        env["TMPDIR"] = str(tmp_path / f"{name}-tmp{index}")  # where a non-chief saves
+        Path(env["TMPDIR"]).mkdir()
+        processes.append(
+            start(
+                [
+                    *PROBSEQ,
+                    "train",
+                    "--strategy",
+                    "multi-worker",
+                    "--corpus",
+                    str(corpus),
+                    "--run-dir",
+                    str(run_dir),
+                    *FLAGS,
+                    *extra,
+                ],
+                env,
+                log,
+            )
+        )
+    return processes, logs
+
+
+def _weights(run_dir: Path) -> dict[str, np.ndarray]:
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    assert latest is not None, f"no checkpoint in {run_dir}"
+    reader = tf.train.load_checkpoint(latest)
+    names = [
+        n for n in reader.get_variable_to_shape_map() if n.startswith(("network/", "surrogate/"))
+    ]
+    assert names
+    return {n: reader.get_tensor(n) for n in names if "OPTIMIZER_SLOT" not in n}
+
+
+def _losses(run_dir: Path) -> np.ndarray:
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    return np.array([h["loss_nats_per_char"] for h in history])
+
+
+def _logs(logs) -> str:
+    return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in logs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "steps"), [("map", 20), ("variational", 10)], ids=["map", "variational"]
+)
+def test_two_workers_train_like_one_process(tmp_path, method, steps):
+    """Same global batches, same update: the loss trajectory and the final weights (for
+    VI the posterior's locs and scales: one weight draw per step shared by the replicas
+    through the step seed, the KL counted once) equal a single-process run."""
+    extra = ["--method", method, "--max-steps", str(steps), "--checkpoint-every", "10"]
+    single = _single(tmp_path, tmp_path / "single", extra)
+    assert single.returncode == 0, single.stderr[-3000:]
+    processes, logs = _workers(tmp_path, tmp_path / "multi", extra)
+    assert wait_all(processes, TIMEOUT) == [0, 0], _logs(logs)
+    np.testing.assert_allclose(_losses(tmp_path / "multi"), _losses(tmp_path / "single"), rtol=RTOL)
+    want = _weights(tmp_path / "single")
+    got = _weights(tmp_path / "multi")
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=RTOL, atol=1e-7, err_msg=name)
+    metrics = json.loads((tmp_path / "multi" / "metrics.json").read_text())
+    assert metrics["strategy"]["workers"] == 2 and metrics["strategy"]["replicas"] == 2
+    assert metrics["step"] == steps
+    # The other worker saved its checkpoints (a collective) to a temporary dir, now gone.
+    assert [p.name for p in (tmp_path / "run-tmp1").iterdir() if "probseq" in p.name] == []
+
+
+@pytest.mark.slow
+def test_a_dead_worker_stops_the_other_and_a_restart_resumes(tmp_path):
+    """Kill worker 1 after the first checkpoint: worker 0 exits with the clear error
+    within 60 s; restarting both resumes from the checkpoint and ends with the weights
+    of an uninterrupted two-worker run."""
+    extra = ["--max-steps", "400", "--checkpoint-every", "50"]
+    reference, logs = _workers(tmp_path, tmp_path / "reference", extra, name="reference")
+    assert wait_all(reference, TIMEOUT) == [0, 0], _logs(logs)
+
+    run_dir = tmp_path / "killed"
+    processes, logs = _workers(tmp_path, run_dir, extra, name="killed")
+    deadline = time.monotonic() + TIMEOUT
+    while tf.train.latest_checkpoint(str(run_dir / "checkpoints")) is None:
+        assert time.monotonic() < deadline and processes[0].poll() is None, _logs(logs)
+        time.sleep(0.05)
+    processes[1].kill()
+    killed_at = time.monotonic()
+    try:
+        code = processes[0].wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        processes[0].kill()
+        raise AssertionError("the surviving worker hung after its peer died") from None
+    waited = time.monotonic() - killed_at
+    text = logs[0].read_text()
+    if code == 0:  # the run finished before the kill took effect: nothing to resume
+        pytest.fail(f"the run ended before worker 1 was killed; make it longer\n{text[-2000:]}")
+    assert code == 3, text[-3000:]
+    assert "lost contact with another worker" in text and "restart every worker" in text
+    assert waited < 60, f"the survivor took {waited:.0f} s to stop"
+    print(f"the surviving worker stopped {waited:.1f} s after its peer was killed")
+
+    restarted, logs = _workers(tmp_path, run_dir, extra, name="restarted")
+    assert wait_all(restarted, TIMEOUT) == [0, 0], _logs(logs)
+    assert "Resuming run" in logs[0].read_text()
+    want, got = _weights(tmp_path / "reference"), _weights(run_dir)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=RTOL, atol=1e-7, err_msg=name)
+
+
+def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path):
+    single = _single(tmp_path, tmp_path / "r", ["--strategy", "multi-worker", "--max-steps", "1"])
+    assert single.returncode == 2
+    assert "reads the cluster from the TF_CONFIG environment variable" in single.stderr
+
+
+def test_cluster_config_errors():
+    from probseq.distribute import ClusterConfigError, cluster_from_env
+
+    good = {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 1}}
+    assert cluster_from_env({"TF_CONFIG": json.dumps(good)})["task"]["index"] == 1
+    cases = {
+        "not json": "not valid JSON",
+        json.dumps({"task": good["task"]}): 'no "cluster"',
+        json.dumps({"cluster": good["cluster"]}): 'no "task"',
+        json.dumps({**good, "task": {"type": "ps", "index": 0}}): "not a job of the cluster",
+        json.dumps({**good, "task": {"type": "worker", "index": 2}}): "not in [0, 2)",
+        json.dumps(
+            {"cluster": {"worker": ["nohost"]}, "task": {"type": "worker", "index": 0}}
+        ): "host:port",
+    }
+    for text, message in cases.items():
+        with pytest.raises(
+            ClusterConfigError,
+            match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)"),
+        ):
+            cluster_from_env({"TF_CONFIG": text})
+
+
+def test_library_fit_on_two_workers_equals_one_process(tmp_path):
+    """`fit_map` itself (no CLI) under MultiWorkerMirroredStrategy."""
+    single = subprocess.run(
+        [sys.executable, str(HERE / "fit_worker.py"), "default", "map", str(tmp_path / "s.npz")],
+        env={**worker_env([0], 0), "TF_CONFIG": ""},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    ports = free_ports(2)
+    processes = [
+        start(
+            [str(HERE / "fit_worker.py"), "multi-worker", "map", str(tmp_path / f"w{i}.npz")],
+            worker_env(ports, i),
+            tmp_path / f"w{i}.log",
+        )
+        for i in range(2)
+    ]
+    logs = [tmp_path / f"w{i}.log" for i in range(2)]
+    assert wait_all(processes, TIMEOUT) == [0, 0], _logs(logs)
+    want = np.load(tmp_path / "s.npz")
+    for index in range(2):
+        got = np.load(tmp_path / f"w{index}.npz")
+        assert int(got["replicas"]) == 2 and bool(got["chief"]) == (index == 0)
+        np.testing.assert_allclose(got["loss"], want["loss"], rtol=RTOL)
+        for key in want.files:
+            if key.startswith("w/"):
+                np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=1e-7)
