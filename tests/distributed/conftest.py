@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
 
 def free_ports(n: int) -> list[int]:
     """`n` distinct ports free on 127.0.0.1 right now."""

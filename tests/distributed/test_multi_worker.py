@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import HERE, free_ports, start, wait_all, worker_env
+from conftest import free_ports, start, wait_all, worker_env
 
 PROBSEQ = ["-c", "from probseq.cli.main import console; console()"]
 FLAGS = [
@@ -127,46 +127,42 @@ def _logs(logs) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("method", "steps"), [("map", 20), ("variational", 10)], ids=["map", "variational"]
-)
-def test_two_workers_train_like_one_process(tmp_path, method, steps):
-    """Same global batches, same update: the loss trajectory and the final weights (for
-    VI the posterior's locs and scales: one weight draw per step shared by the replicas
-    through the step seed, the KL counted once) equal a single-process run."""
-    extra = ["--method", method, "--max-steps", str(steps), "--checkpoint-every", "10"]
+@pytest.mark.parametrize("method", ["map", "variational"])
+def test_two_workers_train_like_one_process_and_resume_after_a_dead_worker(tmp_path, method):
+    """1. Same global batches, same update: a two-worker run's loss trajectory and final
+    weights (VI: the posterior's locs and scales; one weight draw per step shared by the
+    replicas through the step seed, the KL counted once) equal a single-process run's.
+    2. Kill worker 1 of a second run after its first checkpoint: worker 0 exits with the
+    clear error within 60 s; restarting both resumes from the checkpoint and ends with
+    the weights of the uninterrupted two-worker run."""
+    extra = ["--method", method, "--max-steps", "120", "--checkpoint-every", "20"]
     single = _single(tmp_path, tmp_path / "single", extra)
     assert single.returncode == 0, single.stderr[-3000:]
     processes, logs = _workers(tmp_path, tmp_path / "multi", extra)
     assert wait_all(processes, TIMEOUT) == [0, 0], _logs(logs)
     np.testing.assert_allclose(_losses(tmp_path / "multi"), _losses(tmp_path / "single"), rtol=RTOL)
-    want = _weights(tmp_path / "single")
-    got = _weights(tmp_path / "multi")
+    want, got = _weights(tmp_path / "single"), _weights(tmp_path / "multi")
     assert got.keys() == want.keys()
+    worst = max(float(np.max(np.abs(got[n] - want[n]))) for n in want)
+    scale = max(float(np.max(np.abs(want[n]))) for n in want)
+    print(
+        f"{method}: largest weight difference two workers vs one process {worst:.1e} "
+        f"(largest weight {scale:.2f})"
+    )
     for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=RTOL, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(got[name], want[name], rtol=RTOL, atol=1e-6, err_msg=name)
     metrics = json.loads((tmp_path / "multi" / "metrics.json").read_text())
     assert metrics["strategy"]["workers"] == 2 and metrics["strategy"]["replicas"] == 2
-    assert metrics["step"] == steps
+    assert metrics["step"] == 120
     # The other worker saved its checkpoints (a collective) to a temporary dir, now gone.
     assert [p.name for p in (tmp_path / "run-tmp1").iterdir() if "probseq" in p.name] == []
-
-
-@pytest.mark.slow
-def test_a_dead_worker_stops_the_other_and_a_restart_resumes(tmp_path):
-    """Kill worker 1 after the first checkpoint: worker 0 exits with the clear error
-    within 60 s; restarting both resumes from the checkpoint and ends with the weights
-    of an uninterrupted two-worker run."""
-    extra = ["--max-steps", "400", "--checkpoint-every", "50"]
-    reference, logs = _workers(tmp_path, tmp_path / "reference", extra, name="reference")
-    assert wait_all(reference, TIMEOUT) == [0, 0], _logs(logs)
 
     run_dir = tmp_path / "killed"
     processes, logs = _workers(tmp_path, run_dir, extra, name="killed")
     deadline = time.monotonic() + TIMEOUT
     while tf.train.latest_checkpoint(str(run_dir / "checkpoints")) is None:
         assert time.monotonic() < deadline and processes[0].poll() is None, _logs(logs)
-        time.sleep(0.05)
+        time.sleep(0.02)
     processes[1].kill()
     killed_at = time.monotonic()
     try:
@@ -176,19 +172,18 @@ def test_a_dead_worker_stops_the_other_and_a_restart_resumes(tmp_path):
         raise AssertionError("the surviving worker hung after its peer died") from None
     waited = time.monotonic() - killed_at
     text = logs[0].read_text()
-    if code == 0:  # the run finished before the kill took effect: nothing to resume
-        pytest.fail(f"the run ended before worker 1 was killed; make it longer\n{text[-2000:]}")
+    assert code != 0, f"the run ended before worker 1 was killed\n{text[-2000:]}"
     assert code == 3, text[-3000:]
     assert "lost contact with another worker" in text and "restart every worker" in text
     assert waited < 60, f"the survivor took {waited:.0f} s to stop"
-    print(f"the surviving worker stopped {waited:.1f} s after its peer was killed")
+    print(f"{method}: the surviving worker stopped {waited:.1f} s after its peer was killed")
 
     restarted, logs = _workers(tmp_path, run_dir, extra, name="restarted")
     assert wait_all(restarted, TIMEOUT) == [0, 0], _logs(logs)
     assert "Resuming run" in logs[0].read_text()
-    want, got = _weights(tmp_path / "reference"), _weights(run_dir)
-    for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=RTOL, atol=1e-7, err_msg=name)
+    resumed = _weights(run_dir)
+    for name in got:
+        np.testing.assert_allclose(resumed[name], got[name], rtol=RTOL, atol=1e-6, err_msg=name)
 
 
 def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path):
@@ -218,34 +213,3 @@ def test_cluster_config_errors():
             match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)"),
         ):
             cluster_from_env({"TF_CONFIG": text})
-
-
-def test_library_fit_on_two_workers_equals_one_process(tmp_path):
-    """`fit_map` itself (no CLI) under MultiWorkerMirroredStrategy."""
-    single = subprocess.run(
-        [sys.executable, str(HERE / "fit_worker.py"), "default", "map", str(tmp_path / "s.npz")],
-        env={**worker_env([0], 0), "TF_CONFIG": ""},
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert single.returncode == 0, single.stderr[-3000:]
-    ports = free_ports(2)
-    processes = [
-        start(
-            [str(HERE / "fit_worker.py"), "multi-worker", "map", str(tmp_path / f"w{i}.npz")],
-            worker_env(ports, i),
-            tmp_path / f"w{i}.log",
-        )
-        for i in range(2)
-    ]
-    logs = [tmp_path / f"w{i}.log" for i in range(2)]
-    assert wait_all(processes, TIMEOUT) == [0, 0], _logs(logs)
-    want = np.load(tmp_path / "s.npz")
-    for index in range(2):
-        got = np.load(tmp_path / f"w{index}.npz")
-        assert int(got["replicas"]) == 2 and bool(got["chief"]) == (index == 0)
-        np.testing.assert_allclose(got["loss"], want["loss"], rtol=RTOL)
-        for key in want.files:
-            if key.startswith("w/"):
-                np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=1e-7)
