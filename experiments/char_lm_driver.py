@@ -17,6 +17,7 @@ from typing import Any
 from probseq.cli.config import resolve_config
 from probseq.cli.runs import evaluate_run, sample_run
 from probseq.cli.train import train
+from probseq.machine import cpu_info, describe_machine, matmul_gflops
 from probseq.nn.threads import use_probseq_threads
 
 __all__ = ["TINY_OVERRIDES", "add_experiment_arguments", "run_char_lm_experiment"]
@@ -89,8 +90,10 @@ def run_char_lm_experiment(
     sample = sample_run(
         args.run_dir, prime=prime, length=args.sample_length, temperature=0.8, seed=1
     )[0]
+    machine = dict(cpu_info(), fp32_matmul_gflops=round(matmul_gflops(), 1))
     results = {
         "experiment": name,
+        "machine": machine,
         "corpus": config.corpus,
         "config": metrics["config"],
         "steps": metrics["step"],
@@ -119,6 +122,11 @@ def _print_summary(name: str, results: dict[str, Any], path: Path) -> None:
     print(
         f"{name} on {results['corpus']}: {results['steps']} steps, "
         f"{results['train_minutes_this_invocation']:.1f} min of training in this invocation"
+    )
+    machine = results["machine"]
+    print(
+        f"machine: {describe_machine(machine)}; fp32 matmul {machine['fp32_matmul_gflops']:.0f} "
+        "GFLOP/s (a time budget buys fewer steps on a slower or busier machine)"
     )
     print(
         f"held-out test, {windows['num_steps']}-char windows: "

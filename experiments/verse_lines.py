@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -53,6 +52,7 @@ from probseq.cli.train import learning_rate_schedule
 from probseq.data import bucketed_batches, load_corpus, parse_sequences
 from probseq.evaluation import evaluate_sequences
 from probseq.inference import Callback, fit_map
+from probseq.machine import describe_machine
 
 TINY = dict(hidden_size=16, num_layers=1, batch_size=16, max_steps=8, max_lines=400)
 
@@ -180,7 +180,7 @@ def main(args: argparse.Namespace) -> dict:
         "window_model": None,
         "samples": samples,
         "config": {k: v for k, v in vars(args).items() if k not in ("json",)},
-        "machine": _machine(),
+        "machine": describe_machine(),
     }
     window_run = Path(args.window_run)
     if (window_run / "config.json").exists():
@@ -214,18 +214,6 @@ def _complete_lines(net, num_steps, eos, vocabulary, args) -> list[str]:
         if ends.size:
             lines.append(vocabulary.decode(row[: ends[0]]))
     return lines
-
-
-def _machine() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        model = next(line.split(":", 1)[1].strip() for line in info.splitlines()
-                     if line.startswith("model name"))  # fmt: skip
-        flags = next(line for line in info.splitlines() if line.startswith("flags"))
-        extra = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-    except (OSError, StopIteration):
-        return "unknown"
-    return f"{model}, {os.cpu_count()} CPUs, flags: {' '.join(extra) or 'no avx512'}"
 
 
 def _print_summary(results: dict, path: Path) -> None:

@@ -47,7 +47,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import platform
 import sys
 import tempfile
@@ -66,6 +65,7 @@ import tensorflow as tf
 from probseq.cli.config import TrainConfig, resolve_config
 from probseq.cli.runs import load_run
 from probseq.cli.train import train
+from probseq.machine import cpu_info
 from probseq.nn.threads import use_probseq_threads
 
 # Overrides of the CLI defaults: a model and budget small enough for minutes on 2 cores.
@@ -194,20 +194,12 @@ def run_setting(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
-    flags, model = set(), platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    info = cpu_info()
     return {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx": any(flag.startswith("amx") for flag in flags),
+        "cpu": info["cpu_model"],
+        "cpu_count": info["logical_cpus"],
+        "avx512_bf16": "avx512_bf16" in info["cpu_flags"],
+        "amx": any(flag.startswith("amx") for flag in info["cpu_flags"]),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,

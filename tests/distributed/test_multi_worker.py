@@ -75,7 +75,7 @@ def _single(tmp_path, run_dir, extra, env_extra=None):
     )
 
 
-def _workers(tmp_path, run_dir, extra, name="run"):
+def _workers(tmp_path, run_dir, extra, name="run", flags=FLAGS):
     ports = free_ports(2)
     corpus = _corpus(tmp_path)
     processes, logs = [], []
@@ -96,7 +96,7 @@ def _workers(tmp_path, run_dir, extra, name="run"):
                     str(corpus),
                     "--run-dir",
                     str(run_dir),
-                    *FLAGS,
+                    *flags,
                     *extra,
                 ],
                 env,
@@ -213,3 +213,42 @@ def test_cluster_config_errors():
             match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)"),
         ):
             cluster_from_env({"TF_CONFIG": text})
+
+
+@pytest.mark.slow
+def test_a_time_budget_stops_every_worker_after_the_same_step(tmp_path):
+    """Each worker measures the budget on its own clock; the stop (and the schedule's
+    progress) is agreed, so both leave after the same step and exit cleanly."""
+    extra = ["--max-steps", "1000000", "--checkpoint-every", "1000000", "--budget-minutes", "0.1"]
+    flags = [f for f in FLAGS if f not in ("--budget-minutes", "none")]
+    processes, logs = _workers(tmp_path, tmp_path / "budget", extra, flags=flags)
+    assert wait_all(processes, TIMEOUT) == [0, 0], _logs(logs)
+    steps = []
+    for log in logs:
+        lines = [line for line in log.read_text().splitlines() if ": validation " in line]
+        assert lines, log.read_text()[-2000:]
+        steps.append(int(lines[-1].split(":")[0].removeprefix("step ")))
+    assert steps[0] == steps[1] and 0 < steps[0] < 1000000, steps
+    metrics = json.loads((tmp_path / "budget" / "metrics.json").read_text())
+    assert metrics["step"] == steps[0]
+
+
+def test_mirrored_strategy_from_the_command_line(tmp_path):
+    """`--strategy mirrored`: this machine's devices in one process (one CPU here)."""
+    from probseq.cli.main import main
+
+    args = [
+        "train",
+        "--strategy",
+        "mirrored",
+        "--corpus",
+        str(_corpus(tmp_path)),
+        "--run-dir",
+        str(tmp_path / "m"),
+        *FLAGS,
+        "--max-steps",
+        "2",
+    ]
+    assert main(args) == 0
+    strategy = json.loads((tmp_path / "m" / "metrics.json").read_text())["strategy"]
+    assert strategy == {"name": "MirroredStrategy", "replicas": 1, "workers": 1}

