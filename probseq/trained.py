@@ -220,6 +220,7 @@ class TrainedModel:
         replacement: str | None = None,
         num_draws: int | None = None,
         seed: int = 0,
+        context: int = 0,
     ) -> dict[str, Any]:
         """Held-out metrics of `text` (`probseq evaluate --text FILE`), a JSON-ready dict.
 
@@ -236,6 +237,8 @@ class TrainedModel:
           on_unknown: `"error"`, `"skip"` or `"replace"` (with `replacement`; default a
             space) for characters outside the vocabulary.
           num_draws, seed: variational runs: posterior draws and their seed.
+          context: windows mode: characters read before each window, not scored
+            (`probseq.evaluation.evaluate`).
         """
         if on_unknown == "replace" and replacement is None:
             replacement = " "
@@ -245,6 +248,8 @@ class TrainedModel:
                 f"({len(self.vocabulary)} symbols); choose one of them."
             )
         if self.eos is not None:
+            if context:
+                raise ValueError("context applies to window models; a line model scores lines.")
             return self._evaluate_lines(text, on_unknown, replacement, num_draws, seed)
         ids, num_unknown = self.vocabulary.encode(
             text, on_unknown, replacement, return_num_unknown=True
@@ -256,6 +261,7 @@ class TrainedModel:
             num_draws=num_draws,
             seed=seed,
             num_train_chars=self._num_train_chars() if self.surrogate is not None else None,
+            context=context,
         )
         return self._with_provenance(result, num_unknown, on_unknown)
 

@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--replacement", help="with --on-unknown replace: the symbol to use (default: space)"
     )
+    evaluate.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        metavar="K",
+        help="windows mode: score each window after reading the K characters before it "
+        "(default 0: every window from a zero state)",
+    )
     evaluate.add_argument("--draws", type=_positive_int, help="posterior draws (variational runs)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of posterior draws")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -217,6 +225,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         replacement=args.replacement,
         draws=args.draws,
         seed=args.seed,
+        context=args.context,
     )
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -236,7 +245,12 @@ def format_evaluation(result: dict) -> str:
     if result.get("num_unknown_skipped"):
         verb = "replaced" if result.get("on_unknown") == "replace" else "skipped"
         rows.append(("unknown characters", f"{result['num_unknown_skipped']:,} {verb}"))
-    if result["mode"] == "windows":
+    if result["mode"] == "windows" and result.get("context"):
+        mode = (
+            f"windows of {result['num_steps']} chars, each scored after reading the "
+            f"{result['context']} chars before it"
+        )
+    elif result["mode"] == "windows":
         mode = f"windows of {result['num_steps']} chars, each from a zero state"
     elif result["mode"] == "lines":
         mode = (

@@ -24,6 +24,7 @@ _METRICS = (
     "num_windows",
     "mode",
     "num_steps",
+    "context",
 )
 
 
@@ -83,6 +84,7 @@ class RunModel:
         num_draws: int | None = None,
         seed: int = 0,
         num_train_chars: int | None = None,
+        context: int = 0,
     ) -> dict[str, Any]:
         """Held-out metrics as a JSON-ready dict (posterior predictive for VI runs).
 
@@ -91,7 +93,9 @@ class RunModel:
         `num_draws`, `seed`, `plug_in_bits_per_char` and `elbo_bound_bits_per_char`).
         """
         if self.surrogate is None:
-            return evaluate(self.network, ids, num_steps=num_steps, mode=mode).as_dict()
+            return evaluate(
+                self.network, ids, num_steps=num_steps, mode=mode, context=context
+            ).as_dict()
         draws = num_draws or self.config.eval_draws
         train_examples = None if num_train_chars is None else num_train_chars // num_steps
         result = posterior_predictive(
@@ -104,6 +108,7 @@ class RunModel:
             prior=self.prior if train_examples else None,
             num_train_examples=train_examples,
             train_num_steps=self.config.num_steps if train_examples else None,
+            context=context,
         )
         out = result.as_dict()
         out.update({key: out["predictive"][key] for key in _METRICS})

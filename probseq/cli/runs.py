@@ -40,6 +40,7 @@ def evaluate_run(
     replacement: str | None = None,
     draws: int | None = None,
     seed: int = 0,
+    context: int = 0,
 ) -> dict[str, Any]:
     """Held-out metrics of a run on a corpus split or a text file (a JSON-ready dict)."""
     run = load_run(run_dir)
@@ -57,6 +58,7 @@ def evaluate_run(
         replacement=replacement,
         num_draws=draws,
         seed=seed,
+        context=context,
     )
     result["source"] = source
     return result

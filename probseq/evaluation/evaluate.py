@@ -35,6 +35,7 @@ def evaluate(
     cell=None,
     progress: Callable[[int, int], None] | None = None,
     jit_compile: bool | None = None,
+    context: int = 0,
 ) -> EvaluationResult:
     """Negative log-likelihood of a token text under an LSTM sequence model.
 
@@ -56,7 +57,11 @@ def evaluate(
       num_steps).log_prob(window)`. `nll_nats_per_window` is the mean window NLL and
       `nll_nats_per_char = total NLL / (W * num_steps)`. Windows run in batches of
       `batch_size` through one compiled function; the last batch is padded to the same
-      shape and the padding discarded.
+      shape and the padding discarded. With `context=k`, window `w` is
+      `ids[k + w T : k + (w + 1) T]` scored after reading the `k` characters before it,
+      `log p(window | context) = log p(context, window) - log p(context)` (both from a
+      zero state): the metric of tutorials that score given some context; the first `k`
+      characters are read, never scored.
     * `"stream"`: one pass that carries the LSTM state across the whole text, so the
       total is `log p(ids)` of the entire text as ONE sequence (`num_chars =
       len(ids)`, first character from the start step). The text is processed in
@@ -98,6 +103,7 @@ def evaluate(
         `"lstm"`); a network or distribution states its own (a different `cell` is an
         error). Never inferred from the params' shapes.
       progress: called as `progress(done_chars, total_chars)` after each batch / chunk.
+      context: windows mode: characters of warm-up read before each window (0: none).
       jit_compile: compile the batch / chunk function with XLA. None (default) picks
         what measured faster on a 2-core CPU: XLA for the stream (many small steps,
         ~1.7x faster), plain TensorFlow for windows (large GEMMs that TensorFlow's own
@@ -132,12 +138,23 @@ def evaluate(
         per_stream = _CHUNK_WINDOWS_ALL_STREAMS * num_steps // num_streams
         chunk_size = min(_CHUNK_WINDOWS * num_steps, max(num_steps, per_stream))
     chunk_size = check_positive_int("chunk_size", chunk_size)
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 0:
+        raise ValueError(f"context must be an int >= 0, got {context!r}.")
+    if context and mode != "windows":
+        raise ValueError(
+            "context applies to mode='windows' only (a stream reads everything before)."
+        )
     ids = check_ids(ids, resolved.vocab_size, num_steps)
+    if ids.size < num_steps + context:
+        raise ValueError(
+            f"ids has length {ids.size}, shorter than context={context} + one window of "
+            f"num_steps={num_steps}."
+        )
     if mode == "windows":
         if num_streams != 1:
             raise ValueError("num_streams applies to mode='stream' only.")
         jit = False if jit_compile is None else jit_compile
-        return _evaluate_windows(resolved, ids, num_steps, batch_size, progress, jit)
+        return _evaluate_windows(resolved, ids, num_steps, batch_size, progress, jit, int(context))
     if num_streams > ids.size:
         raise ValueError(f"num_streams={num_streams} exceeds the text length {ids.size}.")
     return _evaluate_stream(
@@ -158,25 +175,31 @@ def _evaluate_windows(
     batch_size: int,
     progress,
     jit_compile: bool,
+    context: int = 0,
 ) -> EvaluationResult:
-    num_windows = ids.size // num_steps
-    windows = ids[: num_windows * num_steps].reshape(num_windows, num_steps)
+    num_windows = (ids.size - context) // num_steps
+    width = context + num_steps  # each row: its context, then the window scored
+    starts = np.arange(num_windows) * num_steps
+    windows = ids[starts[:, None] + np.arange(width)[None, :]]
     batch = min(batch_size, num_windows)
     fn = _kernels.compiled("windows", jit_compile, resolved.cell)
     temperature = tf.constant(resolved.temperature, resolved.params["output"]["bias"].dtype)
     draws = () if resolved.num_draws is None else (resolved.num_draws,)
     log_probs = np.empty(draws + (num_windows,), np.float64)
-    padded = np.zeros((batch, num_steps), np.int32)
+    padded = np.zeros((batch, width), np.int32)
     for start in range(0, num_windows, batch):
         count = min(batch, num_windows - start)
         padded[:count] = windows[start : start + count]
         padded[count:] = 0  # padding windows: any valid token, discarded below
         out = fn(resolved.params, tf.constant(padded), temperature).numpy()  # :: draws + [B]
+        if context:  # log p(window | context) = log p(context, window) - log p(context)
+            out = out - fn(resolved.params, tf.constant(padded[:, :context]), temperature).numpy()
         log_probs[..., start : start + count] = out[..., :count]
         if progress is not None:
             progress((start + count) * num_steps, num_windows * num_steps)
+    dropped = ids.size - context - num_windows * num_steps
     return windows_result(
-        log_probs, num_steps, ids.size - num_windows * num_steps, temperature=resolved.temperature
+        log_probs, num_steps, dropped, temperature=resolved.temperature, context=context
     )
 
 

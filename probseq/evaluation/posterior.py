@@ -181,6 +181,7 @@ def posterior_predictive(
     temperature: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     jit_compile: bool | None = None,
+    context: int = 0,
 ) -> PosteriorEvaluation:
     """Posterior predictive, plug-in and ELBO bound of a surrogate posterior on a text.
 
@@ -205,8 +206,8 @@ def posterior_predictive(
         over `N_train * T_train` characters.
       kl_draws: draws for a Monte Carlo KL (priors without closed form); default: the
         same `S` draws.
-      batch_size, chunk_size, num_streams, temperature, progress, jit_compile: as
-        `evaluate`.
+      batch_size, chunk_size, num_streams, temperature, progress, jit_compile, context:
+        as `evaluate`.
 
     Returns:
       A `PosteriorEvaluation`.
@@ -239,6 +240,7 @@ def posterior_predictive(
         temperature=temperature,
         jit_compile=jit_compile,
         cell=getattr(surrogate, "cell", None),
+        context=context,
     )
     mean = surrogate.mean()
     predictive = evaluate(mean, ids, params=draws, progress=progress, **shared)

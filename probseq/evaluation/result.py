@@ -23,7 +23,7 @@ class EvaluationResult:
       num_steps: window length `T` in characters.
       num_chars: number of characters scored (predicted).
       num_dropped_chars: characters not scored: the final partial window in windows mode
-        (`len(ids) % num_steps`), 0 in stream mode.
+        (`(len(ids) - context) % num_steps`), 0 in stream mode.
       num_windows: windows scored (windows mode), None in stream mode.
       nll_nats_per_window: windows mode: mean over windows of the NLL summed over a
         window of `num_steps` characters (the text8 tutorial's metric). Stream mode:
@@ -45,6 +45,8 @@ class EvaluationResult:
         draws only.
       total_log_prob_per_draw_nats: float64 `[S]` total log-likelihood per draw; with
         draws only.
+      context: windows mode: characters of the text before each window read (not
+        scored) before it, `log p(window | context)`; 0: every window from a zero state.
     """
 
     mode: str
@@ -63,6 +65,7 @@ class EvaluationResult:
     num_draws: int | None = None
     window_log_prob_per_draw_nats: np.ndarray | None = None
     total_log_prob_per_draw_nats: np.ndarray | None = None
+    context: int = 0
 
     def as_dict(self, include_pointwise: bool = False) -> dict:
         """JSON-ready dict of the scalar metrics (and per-draw totals, if any).
@@ -101,7 +104,11 @@ def _summary(total_log_prob_nats: float, num_chars: int, num_steps: int) -> dict
 
 
 def windows_result(
-    log_probs: np.ndarray, num_steps: int, num_dropped_chars: int, temperature: float
+    log_probs: np.ndarray,
+    num_steps: int,
+    num_dropped_chars: int,
+    temperature: float,
+    context: int = 0,
 ) -> EvaluationResult:
     """Result from per-window log-likelihoods `[W]` or per-draw `[S, W]` (nats)."""
     per_draw = None
@@ -120,6 +127,7 @@ def windows_result(
         num_draws=None if per_draw is None else per_draw.shape[0],
         window_log_prob_per_draw_nats=None if per_draw is None else _frozen(per_draw),
         total_log_prob_per_draw_nats=None if per_draw is None else _frozen(per_draw.sum(1)),
+        context=context,
         **_summary(total, num_windows * num_steps, num_steps),
     )
 
