@@ -31,7 +31,7 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal.parameter_properties import BIJECTOR_NOT_IMPLEMENTED
 
 from probseq.distributions._sequence import NetworkParams, check_num_steps, check_params
-from probseq.distributions.heads import EmissionHead, StudentT
+from probseq.distributions.heads import Bernoulli, EmissionHead, StudentT
 from probseq.nn.cells import cell_initial_state, network_cell
 from probseq.nn.dense import dense_outputs, dense_step
 from probseq.seeds import split, stateless_seed
@@ -110,7 +110,7 @@ class DeepAR(NetworkParams, tfd.AutoCompositeTensorDistribution):
         head = StudentT() if head is None else head
         if not isinstance(head, EmissionHead):
             raise TypeError(f"head must be an EmissionHead, got {type(head).__name__}.")
-        if head.event_size is not None or (head.dtype.is_integer and head.name == "bernoulli"):
+        if head.event_size is not None or isinstance(head, Bernoulli):
             raise ValueError(f"DeepAR needs a scalar, scalable head; got {head!r}.")
         horizon = check_num_steps(prediction_length, "prediction_length")
         lags = check_lags(lags)
