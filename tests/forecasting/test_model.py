@@ -25,7 +25,13 @@ def fitted():
     series = _seasonal()
     bt = backtest(series, 12, 2)
     model = DeepARForecaster(
-        12, hidden_size=16, num_layers=1, num_steps=400, seed=0, num_samples=100
+        12,
+        hidden_size=16,
+        num_layers=1,
+        num_steps=400,
+        seed=0,
+        num_samples=100,
+        ensemble_size=1,
     ).fit(bt.train)
     return series, bt, model
 
