@@ -29,7 +29,18 @@ _LAZY_NAMES = {
     "TrainedModel": "probseq.trained",
     "load": "probseq.trained",
 }
-_SUBPACKAGES = ("cli", "data", "distributions", "evaluation", "inference", "nn", "seeds")
+_SUBPACKAGES = (
+    "cli",
+    "data",
+    "distribute",
+    "distributions",
+    "evaluation",
+    "forecasting",
+    "inference",
+    "machine",
+    "nn",
+    "seeds",
+)
 
 __all__ = sorted([*_LAZY_NAMES, "__version__"])
 

@@ -166,14 +166,17 @@ def test_import_probseq_is_light_and_reaches_every_subpackage():
         "assert 'tensorflow' not in sys.modules, 'import probseq imported TensorFlow'\n"
         "print(probseq.inference.fit_map.__name__, probseq.evaluation.evaluate.__name__,\n"
         "      probseq.data.load_corpus.__name__, probseq.load.__name__,\n"
-        "      probseq.LSTMAutoregressive.__name__, probseq.nn.cell_logits.__name__)\n"
+        "      probseq.LSTMAutoregressive.__name__, probseq.nn.cell_logits.__name__,\n"
+        "      probseq.forecasting.DeepARForecaster.__name__,\n"
+        "      probseq.distribute.make_strategy.__name__, probseq.machine.cpu_info.__name__)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [
-        "fit_map", "evaluate", "load_corpus", "load", "LSTMAutoregressive", "cell_logits"
+        "fit_map", "evaluate", "load_corpus", "load", "LSTMAutoregressive", "cell_logits",
+        "DeepARForecaster", "make_strategy", "cpu_info",
     ]  # fmt: skip
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         probseq.nope  # noqa: B018
