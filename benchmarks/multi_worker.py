@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from probseq.distribute import tf_config  # noqa: E402
 from probseq.machine import cpu_info, describe_machine  # noqa: E402
 
 PROBSEQ = [sys.executable, "-c", "from probseq.cli.main import console; console()"]
@@ -76,14 +77,10 @@ def _run(workers: int, steps: int, flags: list[str], directory: Path) -> float:
     ports = _ports(workers)
     processes = []
     for index in range(workers):
-        config = {
-            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-            "task": {"type": "worker", "index": index},
-        }
         processes.append(
             subprocess.Popen(
                 [*base, "--strategy", "multi-worker"],
-                env={**env, "TF_CONFIG": json.dumps(config)},
+                env={**env, "TF_CONFIG": tf_config([f"127.0.0.1:{p}" for p in ports], index)},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )

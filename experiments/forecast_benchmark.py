@@ -53,11 +53,7 @@ from probseq.forecasting import (
     DeepARForecaster,
     ForecastResult,
     backtest,
-    crps_from_samples,
     load_dataset,
-    mase,
-    mean_wql,
-    weighted_crps,
 )
 from probseq.machine import cpu_info, describe_machine
 
@@ -81,23 +77,6 @@ def probseq_deepar(bt, seed: int, num_samples: int, **overrides):
     return forecast, model.train_seconds, float(np.mean(nll))
 
 
-def score(bt, samples) -> dict:
-    """The metrics of sample paths `[n, windows, H]` against the held-out windows."""
-    target = bt.targets()
-    median = np.median(samples, axis=0)
-    season = bt.series.freq.season
-    mases = [
-        mase(target[k], median[k], bt.series.values[:origin], season)
-        for k, origin in enumerate(bt.origins)
-    ]
-    return dict(
-        mean_wql=mean_wql(samples, target),
-        crps=float(np.mean(crps_from_samples(samples, target))),
-        weighted_crps=weighted_crps(samples, target),
-        mase=float(np.mean(mases)),
-    )
-
-
 def run_one(name: str, bt, seed: int, args) -> tuple[dict, np.ndarray]:
     from forecast_peers import PEERS
 
@@ -112,7 +91,7 @@ def run_one(name: str, bt, seed: int, args) -> tuple[dict, np.ndarray]:
         samples = forecast.samples
     else:
         samples, seconds = PEERS[name](bt, seed, args.num_samples)
-    row = score(bt, samples)
+    row = bt.scores(samples)
     row.update(train_seconds=float(seconds), nll_per_step=nll)
     return row, samples
 

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from probseq.forecasting import Backtest, seasonal_naive
+from probseq.forecasting import Backtest
 
 __all__ = ["PEERS", "ets", "gluonts_deepar", "peer_available", "seasonal_naive_peer"]
 
@@ -29,11 +29,8 @@ __all__ = ["PEERS", "ets", "gluonts_deepar", "peer_available", "seasonal_naive_p
 def seasonal_naive_peer(bt: Backtest, seed: int, num_samples: int):
     del seed, num_samples
     start = time.perf_counter()
-    season = bt.series.freq.season
-    forecasts = [
-        seasonal_naive(bt.series.values[:o], bt.prediction_length, season) for o in bt.origins
-    ]
-    return np.stack(forecasts)[None], time.perf_counter() - start
+    forecast = bt.seasonal_naive()
+    return forecast, time.perf_counter() - start
 
 
 def ets(bt: Backtest, seed: int, num_samples: int):

@@ -41,6 +41,7 @@ __all__ = [
     "is_chief",
     "make_strategy",
     "remove_worker_dir",
+    "tf_config",
     "worker_dir",
 ]
 
@@ -92,6 +93,13 @@ def cluster_from_env(environ=None) -> dict:
                     f"TF_CONFIG's cluster job {name!r} has {address!r}; hosts are 'host:port'."
                 )
     return config
+
+
+def tf_config(workers: list[str], index: int) -> str:
+    """The `TF_CONFIG` of worker `index` of a cluster of `workers` ("host:port" each)."""
+    return json.dumps(
+        {"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}}
+    )
 
 
 def _tensorflow_started() -> bool:

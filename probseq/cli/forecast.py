@@ -150,37 +150,20 @@ def _fit(model, series, label: str, progress: bool):
 def _backtest(args, series, say) -> dict:
     import numpy as np
 
-    from probseq.forecasting import backtest, crps_from_samples, mase, mean_wql, seasonal_naive
+    from probseq.forecasting import backtest
 
     bt = backtest(series, args.prediction_length, args.backtest)
     model = _fit(_forecaster(args), bt.train, "backtest fit", not args.no_progress)
     forecast = model.forecast(series, bt.origins, seed=args.seed)
-    target = bt.targets()
-    season = series.freq.season
-    naive = np.stack(
-        [seasonal_naive(series.values[:o], args.prediction_length, season) for o in bt.origins]
-    )[None]
 
-    def scores(samples):
-        median = np.median(samples, axis=0)
-        return dict(
-            mean_wql=mean_wql(samples, target),
-            crps=float(np.mean(crps_from_samples(samples, target))),
-            mase=float(
-                np.mean(
-                    [
-                        mase(target[k], median[k], series.values[:o], season)
-                        for k, o in enumerate(bt.origins)
-                    ]
-                )
-            ),
-        )
+    def scores(samples):  # what the report shows
+        return {k: v for k, v in bt.scores(samples).items() if k in ("mean_wql", "crps", "mase")}
 
     result = dict(
         windows=args.backtest,
         origins=[str(series.index[o]) for o in bt.origins],
         deepar=scores(forecast.samples),
-        seasonal_naive=scores(naive),
+        seasonal_naive=scores(bt.seasonal_naive()),
         deepar_nll_per_step=float(
             np.mean(-model.log_prob(series, bt.origins) / args.prediction_length)
         ),

@@ -67,6 +67,14 @@ class NetworkParams:
         encoder-decoder's decoder)."""
         return params
 
+    def _batch_rank(self) -> int:
+        """The static batch rank (the methods lay batch dims out by it)."""
+        rank = self.batch_shape.rank
+        if rank is None:
+            name = getattr(self, "_RANK_ERROR_NAME", None) or self.name
+            raise ValueError(f"{name} needs a batch shape of known rank.")
+        return rank
+
     def _broadcast_params(self, batch_shape) -> dict:
         """Params lined up with the batch (`broadcast_params`; no-op if unbatched)."""
         params = tf.nest.map_structure(tf.convert_to_tensor, self.params_in_use)
@@ -254,13 +262,6 @@ class _TokenSequenceDistribution(NetworkParams, tfd.AutoCompositeTensorDistribut
             return None
         lengths = tf.broadcast_to(self._lengths, batch_shape)
         return tf.reshape(lengths, tf.concat([batch_shape, tf.ones([trailing], tf.int32)], 0))
-
-    def _batch_rank(self) -> int:
-        rank = self.batch_shape.rank
-        if rank is None:
-            name = self._RANK_ERROR_NAME or self.name
-            raise ValueError(f"{name} needs a batch shape of known rank.")
-        return rank
 
     def _temperature_for(self, batch_shape, trailing: int, leading: int = 0):
         """Temperature broadcast to `batch_shape`, as `[1]*leading + batch + [1]*trailing`."""

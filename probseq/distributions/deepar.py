@@ -250,12 +250,6 @@ class DeepAR(NetworkParams, tfd.AutoCompositeTensorDistribution):
         return tfp.bijectors.Identity()
 
     # ----------------------------------------------------------------- internals
-    def _batch_rank(self) -> int:
-        rank = self.batch_shape.rank
-        if rank is None:
-            raise ValueError(f"{self.name} needs a batch shape of known rank.")
-        return rank
-
     @staticmethod
     def _lead(x, tail_rank: int, batch_shape, rest: int, lead):
         """`x :: batch' + tail` (`batch'` broadcasts to the batch; `tail` has `tail_rank`

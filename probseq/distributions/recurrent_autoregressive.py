@@ -185,12 +185,6 @@ class RecurrentAutoregressive(NetworkParams, tfd.AutoCompositeTensorDistribution
         return tfp.bijectors.Identity()
 
     # ----------------------------------------------------------------- internals
-    def _batch_rank(self) -> int:
-        rank = self.batch_shape.rank
-        if rank is None:
-            raise ValueError(f"{self.name} needs a batch shape of known rank.")
-        return rank
-
     def _float(self):
         return self._network.dtype
 

@@ -14,7 +14,9 @@ import os
 import numpy as np
 import pandas as pd
 
+from probseq.forecasting.baselines import seasonal_naive
 from probseq.forecasting.features import Frequency, frequency
+from probseq.forecasting.metrics import crps_from_samples, mase, mean_wql, weighted_crps
 
 __all__ = [
     "DATASETS",
@@ -231,6 +233,28 @@ class Backtest:
         """`[windows, prediction_length]` held-out values."""
         values = self.series.values
         return np.stack([values[o : o + self.prediction_length] for o in self.origins])
+
+    def seasonal_naive(self) -> np.ndarray:
+        """The seasonal naive forecast of every window as one "sample path":
+        `[1, windows, prediction_length]`."""
+        season, horizon = self.series.freq.season, self.prediction_length
+        values = self.series.values
+        return np.stack([seasonal_naive(values[:o], horizon, season) for o in self.origins])[None]
+
+    def scores(self, samples) -> dict[str, float]:
+        """Metrics of sample paths `[n, windows, H]` against the held-out windows:
+        `mean_wql`, `crps` (mean per step), `weighted_crps` and `mase` (mean over the
+        windows, each against the history before it)."""
+        target = self.targets()
+        median = np.median(samples, axis=0)
+        season, values = self.series.freq.season, self.series.values
+        mases = [mase(target[k], median[k], values[:o], season) for k, o in enumerate(self.origins)]
+        return dict(
+            mean_wql=mean_wql(samples, target),
+            crps=float(np.mean(crps_from_samples(samples, target))),
+            weighted_crps=weighted_crps(samples, target),
+            mase=float(np.mean(mases)),
+        )
 
 
 def backtest(series: Series, prediction_length: int, windows: int) -> Backtest:

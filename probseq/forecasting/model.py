@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from probseq.checks import check_positive_int
 from probseq.distributions import heads as heads_lib
 from probseq.distributions.deepar import DeepAR, check_lags
 from probseq.files import atomic_path
@@ -27,6 +28,8 @@ from probseq.forecasting.features import default_lags, frequency, time_features
 from probseq.inference.map import GaussianPrior, fit_map
 from probseq.inference.schedules import warmup_cosine
 from probseq.nn import RealValuedNetwork
+from probseq.nn.cells import cell_param_shapes
+from probseq.nn.params import ParamsSpec
 
 __all__ = ["HEADS", "DeepARForecaster", "ForecastResult"]
 
@@ -100,23 +103,20 @@ class DeepARForecaster:
     ):
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}.")
-        for name, value in (
-            ("prediction_length", prediction_length),
-            ("hidden_size", hidden_size),
-            ("num_layers", num_layers),
-            ("num_steps", num_steps),
-            ("batch_size", batch_size),
-            ("num_samples", num_samples),
-            ("ensemble_size", ensemble_size),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
-        if context_length is not None and (
-            isinstance(context_length, bool)
-            or not isinstance(context_length, int)
-            or context_length < 1
-        ):
-            raise ValueError(f"context_length must be an int >= 1, got {context_length!r}.")
+        prediction_length, hidden_size, num_layers, num_steps, batch_size, num_samples = (
+            check_positive_int(name, value)
+            for name, value in (
+                ("prediction_length", prediction_length),
+                ("hidden_size", hidden_size),
+                ("num_layers", num_layers),
+                ("num_steps", num_steps),
+                ("batch_size", batch_size),
+                ("num_samples", num_samples),
+            )
+        )
+        ensemble_size = check_positive_int("ensemble_size", ensemble_size)
+        if context_length is not None:
+            context_length = check_positive_int("context_length", context_length)
         if prior_scale is not None and not prior_scale > 0:
             raise ValueError(f"prior_scale must be None or > 0, got {prior_scale!r}.")
         if not learning_rate > 0:
@@ -366,9 +366,10 @@ class DeepARForecaster:
         """Write `config.json` and `weights.npz` into the directory `path`."""
         self._check_fitted()
         os.makedirs(path, exist_ok=True)
-        leaves = _flatten(self.members.params)
+        spec = ParamsSpec.of(self.network.params)  # leaf names: "layer_0/input_kernel", ...
+        leaves = [np.asarray(leaf) for leaf in spec.flatten(self.members.params)]
         with atomic_path(os.path.join(path, "weights.npz")) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **{k: v.numpy() for k, v in leaves.items()})
+            np.savez(f, **dict(zip(spec.names, leaves, strict=True)))
         meta = dict(self.config, freq=self.freq.alias, input_size=self.network.input_size)
         with atomic_path(os.path.join(path, "config.json")) as tmp, open(tmp, "w") as f:
             json.dump(meta, f, indent=2)
@@ -382,8 +383,17 @@ class DeepARForecaster:
         lags = meta.pop("lags")
         model = cls(**meta, lags=lags)
         model.freq = frequency(freq)
+        spec = ParamsSpec(
+            cell_param_shapes(
+                input_size,
+                meta["hidden_size"],
+                meta["num_layers"],
+                cell=meta["cell"],
+                output_size=model.head.num_params,
+            )
+        )
         with np.load(os.path.join(path, "weights.npz")) as weights:
-            model._build(input_size, _unflatten({k: weights[k] for k in weights.files}))
+            model._build(input_size, spec.pack([weights[name] for name in spec.names]))
         return model
 
 
@@ -404,25 +414,3 @@ def _sample(distribution, n: int, seed) -> np.ndarray:
     from probseq.seeds import stateless_seed
 
     return _sample_paths(distribution, tf.constant(n), stateless_seed(seed)).numpy()
-
-
-def _flatten(params, prefix=""):
-    out = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "/"))
-        else:
-            out[name] = value if isinstance(value, tf.Variable) else tf.convert_to_tensor(value)
-    return out
-
-
-def _unflatten(leaves):
-    params: dict = {}
-    for name, value in leaves.items():
-        node = params
-        *parents, leaf = name.split("/")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return params

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from probseq.distribute import tf_config
 
 
 def free_ports(n: int) -> list[int]:
@@ -26,12 +27,7 @@ def free_ports(n: int) -> list[int]:
 
 def worker_env(ports: list[int], index: int) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    env["TF_CONFIG"] = json.dumps(
-        {
-            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-            "task": {"type": "worker", "index": index},
-        }
-    )
+    env["TF_CONFIG"] = tf_config([f"127.0.0.1:{p}" for p in ports], index)
     return env
 
 

@@ -192,10 +192,11 @@ def test_multi_worker_without_tf_config_is_a_clear_error(tmp_path, monkeypatch, 
 
 
 def test_cluster_config_errors():
-    from probseq.distribute import ClusterConfigError, cluster_from_env
+    from probseq.distribute import ClusterConfigError, cluster_from_env, tf_config
 
     good = {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 1}}
     assert cluster_from_env({"TF_CONFIG": json.dumps(good)})["task"]["index"] == 1
+    assert json.loads(tf_config(["h:1", "h:2"], 1)) == good
     cases = {
         "not json": "not valid JSON",
         json.dumps({"task": good["task"]}): 'no "cluster"',

@@ -78,7 +78,7 @@ def test_forecaster_errors(fitted):
         DeepARForecaster(3).forecast(series)
     with pytest.raises(ValueError, match="head must be one of"):
         DeepARForecaster(3, head="gamma")
-    with pytest.raises(ValueError, match="prediction_length must be an int >= 1"):
+    with pytest.raises(ValueError, match="prediction_length must be a positive integer, got 0"):
         DeepARForecaster(0)
     with pytest.raises(ValueError, match="not counts"):
         DeepARForecaster(3, head="negative_binomial", num_steps=1).fit(series)
