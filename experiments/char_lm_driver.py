@@ -37,6 +37,22 @@ TINY_OVERRIDES = dict(
 )
 
 
+# Flags that override a script's settings when given.
+_OVERRIDABLE = (
+    "max_steps",
+    "hidden_size",
+    "num_layers",
+    "batch_size",
+    "learning_rate",
+    "num_steps",
+    "sequences",
+    "dropout",
+    "weight_decay",
+    "cell",
+    "warmup_steps",
+)
+
+
 def add_experiment_arguments(parser: argparse.ArgumentParser, *, corpus: str, run_dir: str):
     """The flags every char-LM experiment script shares."""
     parser.add_argument("--corpus", default=corpus, help="corpus name or text file/dir")
@@ -47,6 +63,17 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, *, corpus: str, ru
     parser.add_argument("--num-layers", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--num-steps", type=int, default=None, help="characters per batch row")
+    parser.add_argument(
+        "--sequences",
+        choices=("windows", "streams"),
+        default=None,
+        help="windows (each from a zero state) or streams (state carried: truncated BPTT)",
+    )
+    parser.add_argument("--dropout", type=float, default=None, help="locked dropout rate")
+    parser.add_argument("--weight-decay", type=float, default=None, help="decoupled (AdamW)")
+    parser.add_argument("--cell", choices=("lstm", "lnlstm", "gru", "rnn"), default=None)
+    parser.add_argument("--warmup-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=None, help="corpus cache directory")
     parser.add_argument("--sample-length", type=int, default=500)
@@ -71,7 +98,7 @@ def run_char_lm_experiment(
         overrides["cache_dir"] = args.cache_dir
     if args.tiny:
         overrides.update(TINY_OVERRIDES)
-    for field in ("max_steps", "hidden_size", "num_layers", "batch_size", "learning_rate"):
+    for field in _OVERRIDABLE:
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     config = resolve_config(overrides=overrides)

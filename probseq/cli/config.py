@@ -41,12 +41,14 @@ def _field(default, help_text: str, choices: tuple[str, ...] | None = None):
 class TrainConfig:
     """All settings of a training run (defaults: the Shakespeare char-rnn tutorial model).
 
-    Model: `hidden_size`, `num_layers`, `cell` (lstm, gru or rnn). Data: `corpus`,
-    `num_steps` (window length), `sequences` ("windows", or "lines": one sequence per
-    line ending with the newline, at most `max_line_length` characters),
-    `batch_size`. Optimizer: Adam with `learning_rate`, a linear warm-up of
-    `warmup_steps` then cosine decay to `min_learning_rate_fraction * learning_rate`
-    at `max_steps`; `clip_norm` on the global gradient norm. Objective: `method="map"`
+    Model: `hidden_size`, `num_layers`, `cell` (lstm, lnlstm, gru or rnn). Data: `corpus`,
+    `num_steps` (window length), `sequences` ("windows"; "streams": truncated BPTT over
+    `batch_size` contiguous streams, the state carried across batches; or "lines": one
+    sequence per line ending with the newline, at most `max_line_length` characters),
+    `batch_size`. Regularization: `dropout` (locked, on every layer's outputs),
+    `weight_decay` (decoupled, AdamW), `cell="lnlstm"` (layer-normalized LSTM).
+    Optimizer: Adam with `learning_rate`, a linear warm-up of `warmup_steps` then cosine
+    decay to `min_learning_rate_fraction * learning_rate` at `max_steps`; `clip_norm` on the global gradient norm. Objective: `method="map"`
     with a Gaussian prior of scale `prior_scale` (None: maximum likelihood), or
     `method="variational"`. Budget: stop at `max_steps` or after `budget_minutes`,
     whichever comes first. Bookkeeping: checkpoint every `checkpoint_every` steps,
@@ -61,14 +63,18 @@ class TrainConfig:
     hidden_size: int = _field(256, "recurrent units per layer")
     num_layers: int = _field(2, "stacked recurrent layers")
     cell: str = _field(
-        "lstm", "recurrent cell: lstm, gru or rnn (basic tanh RNN)", ("lstm", "gru", "rnn")
+        "lstm",
+        "recurrent cell: lstm, lnlstm (layer-normalized LSTM), gru or rnn (basic tanh RNN)",
+        ("lstm", "lnlstm", "gru", "rnn"),
     )
     num_steps: int = _field(50, "training window length in characters (sequences=windows)")
     sequences: str = _field(
         "windows",
-        "windows (fixed-length windows of the text) or lines (one sequence per line, "
-        "ended by the newline)",
-        ("windows", "lines"),
+        "windows (random fixed-length windows, each from a zero state), streams (the text "
+        "cut into batch_size contiguous streams read num_steps characters per batch, the "
+        "state carried from batch to batch: truncated backpropagation through time) or "
+        "lines (one sequence per line, ended by the newline)",
+        ("windows", "streams", "lines"),
     )
     max_line_length: int = _field(200, "sequences=lines: characters per line at most (longer: cut)")
     batch_size: int = _field(128, "windows per batch")
@@ -77,6 +83,14 @@ class TrainConfig:
     warmup_steps: int = _field(100, "linear warm-up steps")
     lr_schedule: str = _field("cosine", "cosine or constant", ("cosine", "constant"))
     clip_norm: float | None = _field(5.0, "global gradient-norm clip (number or 'none')")
+    dropout: float = _field(
+        0.0,
+        "locked dropout rate on every layer's outputs (between layers and before the "
+        "output head; one mask per sequence, shared over its steps); 0: off",
+    )
+    weight_decay: float = _field(
+        0.0, "decoupled weight decay of Adam (AdamW: w -= lr * weight_decay * w); 0: off"
+    )
     method: str = _field(
         "map", "map (point estimate) or variational (Bayes by backprop)", ("map", "variational")
     )
@@ -105,9 +119,25 @@ class TrainConfig:
     def __post_init__(self):
         _check(self.hidden_size >= 1, "hidden_size must be >= 1")
         _check(self.num_layers >= 1, "num_layers must be >= 1")
-        _check(self.cell in ("lstm", "gru", "rnn"), "cell must be 'lstm', 'gru' or 'rnn'")
+        _check(
+            self.cell in ("lstm", "lnlstm", "gru", "rnn"),
+            "cell must be 'lstm', 'lnlstm', 'gru' or 'rnn'",
+        )
         _check(self.num_steps >= 2, "num_steps must be >= 2")
-        _check(self.sequences in ("windows", "lines"), "sequences must be 'windows' or 'lines'")
+        _check(
+            self.sequences in ("windows", "streams", "lines"),
+            "sequences must be 'windows', 'streams' or 'lines'",
+        )
+        _check(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _check(
+            self.method == "map" or (self.sequences != "streams" and self.dropout == 0),
+            "sequences='streams' and dropout train a point estimate: use method='map'",
+        )
+        _check(
+            self.sequences != "lines" or self.dropout == 0,
+            "dropout applies to sequences='windows' or 'streams', not 'lines'",
+        )
         _check(self.max_line_length >= 1, "max_line_length must be >= 1")
         _check(self.batch_size >= 1, "batch_size must be >= 1")
         _check(self.learning_rate > 0, "learning_rate must be > 0")

@@ -7,6 +7,12 @@ so both kinds of runs share one training loop.
 * `"windows"` (default): random `num_steps`-character windows of the training text, each
   scored from a zero state (the tutorial's setting); held-out metrics per window and per
   character (`probseq.evaluation.evaluate`).
+* `"streams"`: truncated backpropagation through time (char-rnn style): the training
+  text is cut into `batch_size` contiguous streams (`probseq.data.contiguous_batches`,
+  in order), each batch is the next `num_steps` characters of every stream, and the
+  state at the end of a batch starts the next one (reset to zero when an epoch starts
+  over). The carried state is a checkpointed variable, so a resumed run continues with
+  the same batches and the same state. Held-out metrics as for windows.
 * `"lines"`: every non-empty line is one sequence that ends with an end token, the
   newline (which no line contains), so bits per character count the newline as one
   character of every line. Lines longer than `max_line_length` are cut there (and then
@@ -24,12 +30,21 @@ import numpy as np
 import tensorflow as tf
 
 from probseq.cli.config import ConfigError, TrainConfig
-from probseq.data import bucketed_batches, parse_sequences, random_windows
+from probseq.data import (
+    bucketed_batches,
+    contiguous_batches,
+    num_batches_per_epoch,
+    parse_sequences,
+    random_windows,
+)
 from probseq.distributions import LSTMAutoregressive
+from probseq.distributions.kernel import token_log_probs
 from probseq.evaluation import evaluate_sequences
+from probseq.nn import cell_initial_state, cell_start, dropout_masks
 
 __all__ = [
     "LinesTask",
+    "StreamsTask",
     "WindowsTask",
     "decode_until",
     "encode_lines",
@@ -52,10 +67,38 @@ class WindowsTask:
         self.num_examples = max(len(self.train_ids) // config.num_steps, 1)
         self.chars_per_example = float(config.num_steps)
         self.num_train_chars = len(self.train_ids)
-        self.log_likelihood_fn = None
+        self.log_likelihood_fn = self._dropout_log_likelihood if config.dropout else None
+
+    def checkpoint_items(self) -> dict[str, Any]:
+        """What the task adds to the run's checkpoints (nothing for windows)."""
+        return {}
 
     def distribution(self) -> LSTMAutoregressive:
         return LSTMAutoregressive(self.network, self.config.num_steps)
+
+    def _dropout_log_likelihood(self, batch, seed):
+        """`log p(window)` as the distribution scores it (the first character from the
+        start step), with locked dropout masks drawn from the step's `seed`."""
+        network = self.network
+        params = network.params
+        tokens = tf.convert_to_tensor(batch, tf.int32)
+        start_logits, start_state = cell_start(params, cell=network.cell_type)
+        rows = tf.shape(tokens)[:1]
+        state = tuple(
+            type(layer)(*[tf.broadcast_to(t, tf.concat([rows, tf.shape(t)], 0)) for t in layer])
+            for layer in start_state
+        )
+        first = tf.broadcast_to(start_logits, tf.concat([rows, tf.shape(start_logits)], 0))
+        log_probs, _ = token_log_probs(
+            params,
+            tokens[:, :-1],
+            tf.transpose(tokens),
+            state,
+            cell=network.cell_type,
+            first_logits=first,
+            masks=dropout_masks(self.config.dropout, state, seed),
+        )  # :: [T, B]
+        return tf.reduce_sum(log_probs, axis=0)
 
     def dataset(self, start_step: int):
         config = self.config
@@ -68,6 +111,79 @@ class WindowsTask:
         if max_chars is None:
             return self.valid_ids
         return self.valid_ids[: max(max_chars, self.config.num_steps)]
+
+
+class _CarriedState(tf.Module):
+    """The recurrent state carried from one training batch to the next (checkpointed)."""
+
+    def __init__(self, network, batch_size: int):
+        super().__init__(name="carried_state")
+        zero = cell_initial_state(network.params, [batch_size], cell=network.cell_type)
+        self.layers = [
+            [tf.Variable(t, trainable=False, name=f"layer_{i}_{j}") for j, t in enumerate(layer)]
+            for i, layer in enumerate(zero)
+        ]
+        self._types = [type(layer) for layer in zero]
+
+    def read(self, reset: tf.Tensor) -> tuple:
+        """The carried state, or zeros where `reset` (a scalar bool) is true."""
+        keep = 1.0 - tf.cast(reset, self.layers[0][0].dtype)
+        return tuple(
+            kind(*[v * keep for v in layer]) for kind, layer in zip(self._types, self.layers)
+        )
+
+    def write(self, state) -> None:
+        for layer, new in zip(self.layers, state, strict=True):
+            for variable, value in zip(layer, new, strict=True):
+                variable.assign(tf.stop_gradient(value))
+
+
+class StreamsTask(WindowsTask):
+    """Truncated BPTT over contiguous streams of the training text (module docstring)."""
+
+    kind = "streams"
+
+    def __init__(self, config: TrainConfig, corpus, network):
+        super().__init__(config, corpus, network)
+        self.batches_per_epoch = num_batches_per_epoch(
+            len(self.train_ids), config.num_steps, config.batch_size
+        )
+        if self.batches_per_epoch < 1:
+            raise ConfigError(
+                f"sequences='streams': the training split ({len(self.train_ids)} characters) "
+                f"is shorter than one batch of batch_size={config.batch_size} streams of "
+                f"num_steps={config.num_steps} (+1)."
+            )
+        self.carried = _CarriedState(network, config.batch_size)
+        self.log_likelihood_fn = self._stream_log_likelihood
+
+    def checkpoint_items(self) -> dict[str, Any]:
+        return {"carried_state": self.carried}
+
+    def dataset(self, start_step: int):
+        epoch, position = divmod(start_step, self.batches_per_epoch)
+        config = self.config
+        return contiguous_batches(
+            self.train_ids, config.num_steps, config.batch_size, seed=config.seed,
+            shuffle=False, start_epoch=epoch, start_batch=position,
+        )  # fmt: skip
+
+    def _stream_log_likelihood(self, batch, seed):
+        """`[B]` log-likelihoods of each stream's next `num_steps` characters given the
+        carried state (then stored for the next batch)."""
+        network = self.network
+        windows = batch["windows"]  # :: [B, T + 1]
+        state = self.carried.read(tf.equal(batch["batch"], 0))
+        log_probs, final = token_log_probs(
+            network.params,
+            windows[:, :-1],
+            tf.transpose(windows[:, 1:]),
+            state,
+            cell=network.cell_type,
+            masks=dropout_masks(self.config.dropout, state, seed),
+        )  # :: [T, B]
+        self.carried.write(final)
+        return tf.reduce_sum(log_probs, axis=0)
 
 
 class LinesTask:
@@ -96,6 +212,9 @@ class LinesTask:
 
     def distribution(self) -> LSTMAutoregressive:
         return LSTMAutoregressive(self.network, self.num_steps, eos=self.eos)
+
+    def checkpoint_items(self) -> dict[str, Any]:
+        return {}
 
     def log_likelihood_fn(self, batch):
         """MAP: `batch -> [B]` log p(line) on the network's variables."""
@@ -137,7 +256,8 @@ class LinesTask:
 
 def make_task(config: TrainConfig, corpus, network) -> WindowsTask | LinesTask:
     """The task `config.sequences` names."""
-    return (LinesTask if config.sequences == "lines" else WindowsTask)(config, corpus, network)
+    kinds = {"windows": WindowsTask, "streams": StreamsTask, "lines": LinesTask}
+    return kinds[config.sequences](config, corpus, network)
 
 
 def encode_lines(

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import numpy as np
 import tensorflow as tf
 
-from probseq.cli.config import ARCHITECTURE_FIELDS, TrainConfig
+from probseq.cli.config import ARCHITECTURE_FIELDS, ConfigError, TrainConfig
 from probseq.cli.interrupts import INTERRUPTS, TrainingInterrupted
 from probseq.cli.models import RunModel
 from probseq.cli.reporting import (
@@ -212,6 +212,12 @@ def _set_up(config: TrainConfig, rd: RunDir, explicit: set[str], out: TextIO, st
     and the optimizer (variables under `strategy.scope()`), and restore the newest
     checkpoint (or, on the chief, write a new run's files)."""
     config, resuming = _resolve_run_config(rd, config, explicit, out)
+    if config.sequences == "streams" and strategy.num_replicas_in_sync > 1:
+        raise ConfigError(
+            "sequences='streams' carries one state per stream from batch to batch and runs "
+            f"on one replica; this strategy has {strategy.num_replicas_in_sync}. Use "
+            "sequences='windows' for multi-worker training."
+        )
     corpus = load_corpus(config.corpus, cache_dir=config.cache_dir)
     if resuming:
         stored_vocabulary = rd.load_vocabulary()
@@ -229,15 +235,19 @@ def _set_up(config: TrainConfig, rd: RunDir, explicit: set[str], out: TextIO, st
         # continues the schedule where it stopped).
         time_progress = tf.Variable(0.0, trainable=False, name="time_progress")
         optimizer = tf_keras.optimizers.Adam(
-            learning_rate=learning_rate_schedule(config, time_progress)
+            learning_rate=learning_rate_schedule(config, time_progress),
+            weight_decay=config.weight_decay or None,
         )
+        task = make_task(config, corpus, model.network)
         checkpoint = tf.train.Checkpoint(
-            optimizer=optimizer, time_progress=time_progress, **model.checkpoint_items()
+            optimizer=optimizer,
+            time_progress=time_progress,
+            **model.checkpoint_items(),
+            **task.checkpoint_items(),
         )
         # Build the optimizer's slots first: a restore can then be checked object by
         # object, and a checkpoint written before the first step is complete.
         optimizer.build(model.trainable_variables)
-    task = make_task(config, corpus, model.network)
     run = _Run(
         rd, config, resuming, corpus, model, task, optimizer, checkpoint, time_progress, strategy
     )

@@ -31,6 +31,7 @@ def token_log_probs(
     cell: Cell,
     temperature=None,
     first_logits: tf.Tensor | None = None,
+    masks=None,
 ) -> tuple[tf.Tensor, tuple]:
     """Per-step `log p(target_t | tokens read before it)` in nats, time-major.
 
@@ -46,13 +47,14 @@ def token_log_probs(
         divides the logits.
       first_logits: optional `pb + rest + [V]`, the logits of the first target before any
         input is read (the start step, or the step after a prefix).
+      masks: optional locked-dropout masks of `cell_logits` (training only).
 
     Returns:
       `(log_probs :: [C'] + pb + rest, state after the inputs)`.
     """
     parts = [] if first_logits is None else [first_logits[None]]
     if inputs is not None and (inputs.shape[-1] is None or inputs.shape[-1] > 0):
-        logits, state = cell_logits(params, inputs, state, cell=cell, time_major=True)
+        logits, state = cell_logits(params, inputs, state, cell=cell, time_major=True, masks=masks)
         parts.append(logits)  # :: [C] + pb + rest + [V]
     logits = parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
     if temperature is not None:

@@ -87,6 +87,7 @@ __all__ = [
     "cell_param_shapes",
     "cell_start",
     "cell_step",
+    "dropout_masks",
     "gate_step",
     "get_cell",
     "init_cell_params",
@@ -159,8 +160,25 @@ def _rnn_update(a: tf.Tensor, r: tf.Tensor, state: HiddenState) -> HiddenState:
     return HiddenState(tf.tanh(a + r))
 
 
+def _normalize(x: tf.Tensor, eps: float = 1e-5) -> tf.Tensor:
+    """Layer normalization over the last axis without gain or bias."""
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + eps)
+
+
+def _lnlstm_update(a: tf.Tensor, r: tf.Tensor, state: LSTMState) -> LSTMState:
+    """Layer-normalized LSTM (Ba et al., 2016, without learned gains): each gate's
+    recurrent pre-activation `h Wh` and the new cell state are normalized over their `H`
+    units; the input projection keeps the bias (it carries the gates' offsets)."""
+    r = tf.concat([_normalize(part) for part in tf.split(r, 4, axis=-1)], axis=-1)
+    i, f, o, u = tf.split(a + r, 4, axis=-1)
+    c_new = tf.sigmoid(f + 1.0) * state.c + tf.sigmoid(i) * tf.tanh(u)
+    return LSTMState(c_new, tf.sigmoid(o) * tf.tanh(_normalize(c_new)))
+
+
 _CELLS = {
     "lstm": Cell("lstm", 4, _lstm_update, lambda zeros: LSTMState(zeros, zeros)),
+    "lnlstm": Cell("lnlstm", 4, _lnlstm_update, lambda zeros: LSTMState(zeros, zeros)),
     "gru": Cell("gru", 3, _gru_update, HiddenState),
     "rnn": Cell("rnn", 1, _rnn_update, HiddenState),
 }
@@ -370,6 +388,25 @@ def cell_initial_state(
 
 
 # ------------------------------------------------------- param-batch plumbing
+def dropout_masks(rate: float, state, seed) -> tuple | None:
+    """Locked (variational) dropout masks for `cell_logits(..., masks=)`: per layer a
+    `{0, 1 / (1 - rate)}` multiplier shaped like that layer's hidden state, drawn once
+    per sequence and shared over its steps (Gal & Ghahramani, 2016). None for
+    `rate == 0`. `seed`: a stateless seed (one stream per layer is split from it)."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}.")
+    if rate == 0.0:
+        return None
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), len(state))
+    keep = 1.0 - rate
+    masks = []
+    for index, layer_state in enumerate(state):
+        h = layer_state[-1]
+        draw = tf.random.stateless_uniform(tf.shape(h), seed=seeds[index], dtype=h.dtype)
+        masks.append(tf.cast(draw < keep, h.dtype) / keep)
+    return tuple(masks)
+
+
 def _expand_param(p: tf.Tensor, k: int, extra: int, lead: int = 0) -> tf.Tensor:
     """Reshape a param leaf `pb + core` to `[1]*lead + pb + [1]*extra + core`."""
     if k == 0:
@@ -490,8 +527,15 @@ def _token_reader(layer: dict, tokens_tm: tf.Tensor, k: int) -> Callable:
     return lambda t: gather(steps.read(t))
 
 
-def _stack_layers(params: dict, tokens_tm: tf.Tensor, state, cell: Cell, keep_top: bool):
-    """All layers over time-major tokens `[T] + pb + rest`; top outputs and final states."""
+def _stack_layers(
+    params: dict, tokens_tm: tf.Tensor, state, cell: Cell, keep_top: bool, masks=None
+):
+    """All layers over time-major tokens `[T] + pb + rest`; top outputs and final states.
+
+    `masks` (optional, one per layer, each `pb + rest + [H]`): multipliers of each layer's
+    outputs at every step (locked dropout); layer `l`'s mask scales the input of layer
+    `l + 1`, the last one the top outputs. The carried states are never masked.
+    """
     k = _batch_ndims(params)
     extra = tokens_tm.shape.rank - 1 - k  # rank of `rest`
     num_steps = tf.shape(tokens_tm)[0]
@@ -512,6 +556,8 @@ def _stack_layers(params: dict, tokens_tm: tf.Tensor, state, cell: Cell, keep_to
             x, last = cell_layer(
                 a, layer["recurrent_kernel"], state[index], cell=cell, keep_outputs=keep
             )
+        if masks is not None and x is not None:
+            x = x * masks[index]  # :: [T] + pb + rest + [H] times pb + rest + [H]
         final.append(last)
     return x, tuple(final)
 
@@ -564,9 +610,10 @@ def split_rows(structure, sizes: list[int], axis: int) -> list:
     ]
 
 
-def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool):
+def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool, masks=None):
     """All layers over `tokens :: pb + rest + [T]`: top outputs `[T] + pb + rest + [H]`
-    (time-major; None unless `keep_top`) and the final per-layer states.
+    (time-major; None unless `keep_top`) and the final per-layer states; `masks` as in
+    `_stack_layers`.
 
     With `parallel_chains() > 1` and a large enough batch, the first `rest` axis is cut
     into independent slices that run concurrently (see `parallel_chains`).
@@ -577,13 +624,18 @@ def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool):
     tokens_tm = tf.transpose(tokens, [rank - 1] + list(range(rank - 1)))  # [T] + pb + rest
     state = tuple(state)
     sizes = None if rank < k + 2 else slice_sizes(tokens_tm.shape[1 + k], k, state)
+    if masks is not None:
+        masks = tuple(masks)
+        if len(masks) != len(state):
+            raise ValueError(f"masks: one per layer ({len(state)}), got {len(masks)}.")
     if sizes is None:
-        return _stack_layers(params, tokens_tm, state, cell, keep_top)
+        return _stack_layers(params, tokens_tm, state, cell, keep_top, masks)
     token_slices = tf.split(tokens_tm, sizes, axis=1 + k)
     state_slices = split_rows(state, sizes, axis=k)
+    mask_slices = [None] * len(sizes) if masks is None else split_rows(masks, sizes, axis=k)
     parts = [
-        _stack_layers(params, t, s, cell, keep_top)
-        for t, s in zip(token_slices, state_slices, strict=True)
+        _stack_layers(params, t, s, cell, keep_top, m)
+        for t, s, m in zip(token_slices, state_slices, mask_slices, strict=True)
     ]
     x = tf.concat([p[0] for p in parts], axis=1 + k) if keep_top else None
     final = tf.nest.map_structure(lambda *s: tf.concat(s, axis=k), *[p[1] for p in parts])
@@ -637,6 +689,7 @@ def cell_logits(
     *,
     cell: str | Cell | None = None,
     time_major: bool = False,
+    masks=None,
 ) -> tuple[tf.Tensor, tuple]:
     """Teacher-forced pass: next-token logits after each input token.
 
@@ -648,6 +701,10 @@ def cell_logits(
       state: per-layer states, tensors `pb + rest + [H]`.
       cell: the cell matching the params (None: inferred from the gate width).
       time_major: return logits as `[T] + pb + rest + [V_out]`.
+      masks: optional locked-dropout multipliers, one per layer, each `pb + rest + [H]`
+        (e.g. `probseq.nn.dropout_masks`): layer `l`'s outputs are scaled by `masks[l]`
+        at every step before the next layer (the last: before the output head). The
+        states carried in time are not masked.
 
     Returns:
       logits :: `pb + rest + [T, V_out]` (or time-major), and the final state.
@@ -656,7 +713,7 @@ def cell_logits(
     k = _batch_ndims(params)
     tokens = tf.convert_to_tensor(tokens)
     extra = tokens.shape.rank - 1 - k
-    hidden, final = _layers(params, tokens, state, cell, keep_top=True)
+    hidden, final = _layers(params, tokens, state, cell, keep_top=True, masks=masks)
     out = params["output"]
     logits = _matmul(hidden, out["kernel"], k, lead=1)
     logits = logits + _expand_param(out["bias"], k, extra, lead=1)

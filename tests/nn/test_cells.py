@@ -96,7 +96,7 @@ def _np_state_of(state: tuple, index) -> list:
 
 # ------------------------------------------------------------------ the tests
 def test_cell_registry():
-    assert CELL_NAMES == ("lstm", "gru", "rnn")
+    assert CELL_NAMES == ("lstm", "lnlstm", "gru", "rnn")
     for name, gates in GATES.items():
         assert get_cell(name).num_gates == gates
         assert get_cell(get_cell(name)) is get_cell(name)

@@ -1,0 +1,128 @@
+"""`probseq train --sequences streams`: truncated BPTT with the state carried across
+batches, exact resume, locked dropout and decoupled weight decay (issue 14)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import probseq
+from probseq.cli.config import ConfigError, TrainConfig
+from probseq.cli.main import main
+from probseq.cli.tasks import StreamsTask
+from probseq.data import load_corpus
+from probseq.distributions.kernel import token_log_probs
+from probseq.nn import LSTMNetwork, cell_initial_state, get_cell
+
+FLAGS = ["--sequences", "streams", "--hidden-size", "8", "--num-layers", "2", "--batch-size",
+         "4", "--num-steps", "10", "--eval-every", "3", "--checkpoint-every", "2",
+         "--eval-chars", "300", "--sample-length", "20", "--budget-minutes", "none",
+         "--lr-schedule", "constant", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(5)
+    words = ["to ", "be ", "or ", "not ", "that ", "is ", "the ", "question\n"]
+    path = tmp_path_factory.mktemp("streams") / "text.txt"
+    path.write_text("".join(rng.choice(words, size=3000)), encoding="utf-8")
+    return path
+
+
+def _train(run: Path, corpus: Path, *extra: str) -> int:
+    return main(["train", "--corpus", str(corpus), "--run-dir", str(run), *FLAGS, *extra])
+
+
+def _carried(run: Path) -> list[np.ndarray]:
+    reader = tf.train.load_checkpoint(str(run / "checkpoints"))
+    names = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("carried"))
+    return [reader.get_tensor(n) for n in names]
+
+
+def test_resume_continues_with_the_same_batches_and_state(tmp_path, corpus):
+    """Five steps straight, or two then three after a restart (the restart between two
+    checkpoints: it resumes from the one at step 2): the same weights and the same
+    carried state, bit for bit up to float reordering."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert _train(straight, corpus, "--max-steps", "5") == 0
+    assert _train(resumed, corpus, "--max-steps", "2") == 0
+    assert _train(resumed, corpus, "--max-steps", "5") == 0
+    a, b = probseq.load(straight).network, probseq.load(resumed).network
+    for x, y in zip(a.trainable_variables, b.trainable_variables, strict=True):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-6, atol=1e-7)
+    state_a, state_b = _carried(straight), _carried(resumed)
+    assert len(state_a) == 4 and state_a[0].shape == (4, 8)  # 2 layers x (c, h), [B, H]
+    assert np.abs(state_a[0]).max() > 0  # carried, not reset
+    for x, y in zip(state_a, state_b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    config = json.loads((straight / "config.json").read_text())
+    assert config["sequences"] == "streams"
+
+
+def test_the_loss_reads_each_stream_on_from_the_state_it_left(corpus):
+    """Batch j+1 of the task starts from the state that batch j ended in (and the first
+    batch of an epoch from zeros): the task's log-likelihood of two consecutive batches
+    equals a direct pass over both chunks of every stream in one go."""
+    config = TrainConfig(corpus=str(corpus), hidden_size=6, num_layers=1, batch_size=3,
+                         num_steps=7, sequences="streams")  # fmt: skip
+    corpus_ = load_corpus(str(corpus))
+    network = LSTMNetwork(len(corpus_.vocabulary), 6, 1, seed=3)
+    task = StreamsTask(config, corpus_, network)
+    batches = list(task.dataset(0).take(2).as_numpy_iterator())
+    total = sum(task.log_likelihood_fn(b, seed=tf.constant([1, 2])) for b in batches)
+    joined = np.concatenate([batches[0]["windows"], batches[1]["windows"][:, 1:]], axis=1)
+    zero = cell_initial_state(network.params, [3], cell=get_cell("lstm"))
+    direct, _ = token_log_probs(
+        network.params, joined[:, :-1], tf.transpose(joined[:, 1:]), zero, cell=get_cell("lstm")
+    )
+    np.testing.assert_allclose(total.numpy(), tf.reduce_sum(direct, 0).numpy(), rtol=1e-5)
+    # a later run starting at batch 2 resumes there (contiguous_batches' own contract)
+    again = next(iter(task.dataset(1)))
+    np.testing.assert_array_equal(again["windows"].numpy(), batches[1]["windows"])
+
+
+def test_dropout_and_weight_decay_train_and_are_recorded(tmp_path, corpus, capsys):
+    run = tmp_path / "regularized"
+    extra = ["--dropout", "0.25", "--weight-decay", "0.1", "--cell", "lnlstm"]
+    assert _train(run, corpus, "--max-steps", "3", *extra) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["dropout"] == 0.25 and config["weight_decay"] == 0.1
+    assert config["cell"] == "lnlstm"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert np.isfinite(metrics["valid_bits_per_char"])
+    # windows with dropout: a different loss per step seed, none at evaluation
+    windows = tmp_path / "windows_dropout"
+    flags = ["windows" if f == "streams" else f for f in FLAGS]
+    assert main(["train", "--corpus", str(corpus), "--run-dir", str(windows), *flags,
+                 "--max-steps", "2", "--dropout", "0.5"]) == 0  # fmt: skip
+    model = probseq.load(windows)
+    text = model.corpus().text("test")[:200]
+    assert model.evaluate_text(text) == model.evaluate_text(text)  # deterministic
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(sequences="streams", method="variational"), "use method='map'"),
+        (dict(dropout=0.1, method="variational"), "use method='map'"),
+        (dict(dropout=0.1, sequences="lines"), "not 'lines'"),
+        (dict(dropout=1.0), "dropout must be in"),
+        (dict(weight_decay=-1.0), "weight_decay must be >= 0"),
+    ],
+)
+def test_bad_settings_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**settings)
+
+
+def test_too_short_a_text_for_one_batch_is_refused(tmp_path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("abcdefghij" * 40, encoding="utf-8")
+    capsys.readouterr()
+    assert main(["train", "--corpus", str(short), "--run-dir", str(tmp_path / "r"), *FLAGS,
+                 "--batch-size", "64", "--max-steps", "1"]) == 2  # fmt: skip
+    assert "shorter than one batch" in capsys.readouterr().err
