@@ -48,11 +48,12 @@ class TrainConfig:
     `batch_size`. Regularization: `dropout` (locked, on every layer's outputs),
     `weight_decay` (decoupled, AdamW), `cell="lnlstm"` (layer-normalized LSTM).
     Optimizer: Adam with `learning_rate`, a linear warm-up of `warmup_steps` then cosine
-    decay to `min_learning_rate_fraction * learning_rate` at `max_steps`; `clip_norm` on the global gradient norm. Objective: `method="map"`
-    with a Gaussian prior of scale `prior_scale` (None: maximum likelihood), or
-    `method="variational"`. Budget: stop at `max_steps` or after `budget_minutes`,
-    whichever comes first. Bookkeeping: checkpoint every `checkpoint_every` steps,
-    validate on the first `eval_chars` validation characters every `eval_every` steps.
+    decay to `min_learning_rate_fraction * learning_rate` at `max_steps`; `clip_norm` on
+    the global gradient norm. Objective: `method="map"` with a Gaussian prior of scale
+    `prior_scale` (None: maximum likelihood), or `method="variational"`. Budget: stop at
+    `max_steps` or after `budget_minutes`, whichever comes first. Bookkeeping: checkpoint
+    every `checkpoint_every` steps, validate on the first `eval_chars` validation
+    characters every `eval_every` steps.
     """
 
     corpus: str = _field(

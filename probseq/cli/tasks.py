@@ -129,7 +129,8 @@ class _CarriedState(tf.Module):
         """The carried state, or zeros where `reset` (a scalar bool) is true."""
         keep = 1.0 - tf.cast(reset, self.layers[0][0].dtype)
         return tuple(
-            kind(*[v * keep for v in layer]) for kind, layer in zip(self._types, self.layers)
+            kind(*[v * keep for v in layer])
+            for kind, layer in zip(self._types, self.layers, strict=True)
         )
 
     def write(self, state) -> None:
