@@ -9,6 +9,7 @@ not an API. A script run as `python experiments/NAME.py` imports it by name.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 from probseq.cli.config import resolve_config
 from probseq.cli.runs import evaluate_run, sample_run
 from probseq.cli.train import train
+from probseq.evaluation_settings import DynamicSettings
+from probseq.files import atomic_write_text
 from probseq.machine import cpu_info, describe_machine, matmul_gflops
 from probseq.nn.threads import use_probseq_threads
 
@@ -81,7 +84,18 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, *, corpus: str, ru
     parser.add_argument("--results", default=None, help="results JSON (default: in run dir)")
     parser.add_argument("--tiny", action="store_true", help="tiny settings for smoke tests")
     parser.add_argument("--skip-stream", action="store_true", help="no streaming evaluation")
+    parser.add_argument(
+        "--skip-dynamic", action="store_true", help="no dynamic evaluation (it takes minutes)"
+    )
+    defaults = DynamicSettings()
+    parser.add_argument("--dynamic-lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--dynamic-decay", type=float, default=defaults.decay)
+    parser.add_argument("--dynamic-segment", type=int, default=defaults.segment_length)
+    parser.add_argument("--dynamic-streams", type=int, default=defaults.num_streams)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--json", action="store_true", help="print the results JSON (only) on stdout"
+    )
 
 
 def run_char_lm_experiment(
@@ -113,6 +127,17 @@ def run_char_lm_experiment(
     train_minutes = (time.perf_counter() - started) / 60
     windows = evaluate_run(args.run_dir, split="test", mode="windows")
     stream = None if args.skip_stream else evaluate_run(args.run_dir, split="test", mode="stream")
+    dynamic = None
+    if not args.skip_dynamic:
+        settings = DynamicSettings(
+            segment_length=args.dynamic_segment,
+            learning_rate=args.dynamic_lr,
+            decay=args.dynamic_decay,
+            num_streams=args.dynamic_streams,
+        )
+        if args.tiny:  # a smoke test: 64 streams of long segments, seconds not minutes
+            settings = dataclasses.replace(settings, num_streams=64, segment_length=200)
+        dynamic = evaluate_run(args.run_dir, split="test", mode="dynamic", dynamic=settings)
     prime = args.prime if all(ch in _vocabulary(args.run_dir) for ch in args.prime) else ""
     sample = sample_run(
         args.run_dir, prime=prime, length=args.sample_length, temperature=0.8, seed=1
@@ -120,21 +145,34 @@ def run_char_lm_experiment(
     machine = dict(cpu_info(), fp32_matmul_gflops=round(matmul_gflops(), 1))
     results = {
         "experiment": name,
+        "run_dir": str(Path(args.run_dir).resolve()),
         "machine": machine,
         "corpus": config.corpus,
         "config": metrics["config"],
         "steps": metrics["step"],
+        "train_minutes": _train_minutes(metrics),
         "train_minutes_this_invocation": train_minutes,
         "valid_bits_per_char": metrics["valid_bits_per_char"],
+        "test_bits_per_char_windows": windows["bits_per_char"],
+        "test_bits_per_char_stream": None if stream is None else stream["bits_per_char"],
+        "test_bits_per_char_dynamic": None if dynamic is None else dynamic["bits_per_char"],
         "test_windows": windows,
         "test_stream": stream,
+        "test_dynamic": dynamic,
         "sample_temperature_0.8": sample,
     }
     path = Path(args.results or Path(args.run_dir) / "results.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    _print_summary(name, results, path)
+    atomic_write_text(path, json.dumps(results, indent=2))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_summary(name, results, path)
     return results
+
+
+def _train_minutes(metrics: dict[str, Any]) -> float:
+    """Minutes of training of the whole run (over every invocation that trained it)."""
+    return float(metrics["train_seconds_total"]) / 60
 
 
 def _vocabulary(run_dir):
@@ -164,6 +202,15 @@ def _print_summary(name: str, results: dict[str, Any], path: Path) -> None:
         print(
             f"held-out test, one stream: {stream['nll_nats_per_char']:.4f} nats/char, "
             f"{stream['bits_per_char']:.4f} bits/char, perplexity {stream['perplexity']:.3f}"
+        )
+    dynamic = results["test_dynamic"]
+    if dynamic is not None:
+        settings = dynamic["dynamic"]
+        print(
+            f"held-out test, dynamic evaluation (each char scored before the model learns "
+            f"from its {settings['segment_length']}-char segment; SGD step "
+            f"{settings['learning_rate']:g}): {dynamic['nll_nats_per_char']:.4f} nats/char, "
+            f"{dynamic['bits_per_char']:.4f} bits/char"
         )
     print(f"sample (temperature 0.8):\n{results['sample_temperature_0.8']}")
     print(f"\nresults: {path}")

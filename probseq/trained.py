@@ -221,6 +221,8 @@ class TrainedModel:
         num_draws: int | None = None,
         seed: int = 0,
         context: int = 0,
+        dynamic=None,
+        progress=None,
     ) -> dict[str, Any]:
         """Held-out metrics of `text` (`probseq evaluate --text FILE`), a JSON-ready dict.
 
@@ -232,13 +234,17 @@ class TrainedModel:
         Args:
           text: the text to score.
           mode: `"windows"` (non-overlapping windows of `num_steps` characters, each
-            from a zero state) or `"stream"` (the whole text as one sequence).
+            from a zero state), `"stream"` (the whole text as one sequence) or
+            `"dynamic"` (a stream scored while a copy of the model learns from each
+            segment after scoring it; settings `dynamic`, a
+            `probseq.evaluation.DynamicSettings`; the run's model is not changed).
           num_steps: window length (default: the run's).
           on_unknown: `"error"`, `"skip"` or `"replace"` (with `replacement`; default a
             space) for characters outside the vocabulary.
           num_draws, seed: variational runs: posterior draws and their seed.
           context: windows mode: characters read before each window, not scored
             (`probseq.evaluation.evaluate`).
+          progress: `progress(done_chars, total_chars)` (dynamic mode).
         """
         if on_unknown == "replace" and replacement is None:
             replacement = " "
@@ -248,8 +254,11 @@ class TrainedModel:
                 f"({len(self.vocabulary)} symbols); choose one of them."
             )
         if self.eos is not None:
-            if context:
-                raise ValueError("context applies to window models; a line model scores lines.")
+            if context or mode == "dynamic":
+                raise ValueError(
+                    "context and dynamic evaluation apply to window models; a line model "
+                    "scores lines."
+                )
             return self._evaluate_lines(text, on_unknown, replacement, num_draws, seed)
         ids, num_unknown = self.vocabulary.encode(
             text, on_unknown, replacement, return_num_unknown=True
@@ -262,6 +271,8 @@ class TrainedModel:
             seed=seed,
             num_train_chars=self._num_train_chars() if self.surrogate is not None else None,
             context=context,
+            dynamic=dynamic,
+            progress=progress,
         )
         return self._with_provenance(result, num_unknown, on_unknown)
 

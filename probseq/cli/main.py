@@ -1,7 +1,8 @@
 """The `probseq` command line: train, evaluate and sample character language models.
 
     probseq train --corpus shakespeare --run-dir runs/shk [--config FILE] [--hidden-size N ...]
-    probseq evaluate RUN_DIR [--split test | --text PATH] [--mode windows|stream] [--json]
+    probseq evaluate RUN_DIR [--split test | --text PATH] [--mode windows|stream|dynamic]
+                     [--dynamic] [--json]
     probseq sample RUN_DIR --prime "The " --length 500 [--temperature 0.8] [--seed 1]
     probseq compare RUN_DIR RUN_DIR ... [--split test] [--draws 100]
     probseq export RUN_DIR OUT_DIR [--draws 16] [--seed 0]
@@ -69,7 +70,47 @@ def build_parser() -> argparse.ArgumentParser:
     source = evaluate.add_mutually_exclusive_group()
     source.add_argument("--split", choices=("train", "valid", "test"), default="test")
     source.add_argument("--text", help="evaluate on this text file instead of a split")
-    evaluate.add_argument("--mode", choices=("windows", "stream"), default="windows")
+    evaluate.add_argument(
+        "--mode",
+        choices=("windows", "stream", "dynamic"),
+        default="windows",
+        help="windows (each from a zero state), stream (one sequence, state carried) or "
+        "dynamic (a stream whose model learns from each segment after scoring it)",
+    )
+    evaluate.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="dynamic evaluation (Krause et al., 2018; same as --mode dynamic): every char "
+        "scored before the model learns from it; the saved model is not changed",
+    )
+    defaults = _dynamic_defaults()
+    evaluate.add_argument(
+        "--dynamic-lr",
+        type=float,
+        default=defaults.learning_rate,
+        help=f"dynamic: SGD step size (default {defaults.learning_rate})",
+    )
+    evaluate.add_argument(
+        "--dynamic-decay",
+        type=float,
+        default=defaults.decay,
+        help=f"dynamic: pull towards the trained weights per step (default {defaults.decay})",
+    )
+    evaluate.add_argument(
+        "--dynamic-segment",
+        type=_positive_int,
+        default=defaults.segment_length,
+        help=f"dynamic: chars scored between updates (default {defaults.segment_length})",
+    )
+    evaluate.add_argument(
+        "--dynamic-streams",
+        type=_positive_int,
+        default=defaults.num_streams,
+        help=f"dynamic: contiguous streams read in parallel (default {defaults.num_streams})",
+    )
+    evaluate.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (dynamic evaluation)"
+    )
     evaluate.add_argument(
         "--num-steps", type=_positive_int, help="window length (default: the run's)"
     )
@@ -211,27 +252,76 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from probseq.cli.runs import evaluate_run
-
     if args.replacement is not None and args.on_unknown != "replace":
         raise ValueError("--replacement is used with --on-unknown replace only.")
-    result = evaluate_run(
+    mode = "dynamic" if args.dynamic else args.mode
+    dynamic, progress = None, None
+    if mode == "dynamic":
+        from probseq.evaluation_settings import DynamicSettings
+
+        dynamic = DynamicSettings(
+            segment_length=args.dynamic_segment,
+            learning_rate=args.dynamic_lr,
+            decay=args.dynamic_decay,
+            num_streams=args.dynamic_streams,
+        )
+        progress = None if args.no_progress else _CharProgress("dynamic evaluation")
+    try:
+        result = _evaluate(args, mode, dynamic, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    print(format_evaluation(result))
+    return 0
+
+
+def _dynamic_defaults():
+    from probseq.evaluation_settings import DynamicSettings  # no TensorFlow
+
+    return DynamicSettings()
+
+
+class _CharProgress:
+    """`progress(done, total)` as a tqdm bar of characters on stderr."""
+
+    def __init__(self, description: str):
+        self.description, self.bar = description, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total, unit="char", unit_scale=True, desc=self.description,
+                file=sys.stderr, leave=False,
+            )  # fmt: skip
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _evaluate(args: argparse.Namespace, mode: str, dynamic, progress) -> dict:
+    from probseq.cli.runs import evaluate_run
+
+    return evaluate_run(
         args.run_dir,
         split=None if args.text else args.split,
         text_path=args.text,
-        mode=args.mode,
+        mode=mode,
         num_steps=args.num_steps,
         on_unknown=args.on_unknown,
         replacement=args.replacement,
         draws=args.draws,
         seed=args.seed,
         context=args.context,
+        dynamic=dynamic,
+        progress=progress,
     )
-    if args.json:
-        print(json.dumps(result, sort_keys=True))
-        return 0
-    print(format_evaluation(result))
-    return 0
 
 
 def format_evaluation(result: dict) -> str:
@@ -257,6 +347,17 @@ def format_evaluation(result: dict) -> str:
             f"{result['num_lines']:,} lines, each from a zero state and ended by the "
             "newline (counted as a char)"
         )
+    elif result["mode"] == "dynamic":
+        settings = result["dynamic"]
+        streams = settings["num_streams"]
+        mode = (
+            "dynamic evaluation: "
+            + ("one stream" if streams == 1 else f"{streams} contiguous streams")
+            + f", the {result['weights']} weights learning from each "
+            f"{settings['segment_length']}-char segment after scoring it (SGD step "
+            f"{settings['learning_rate']:g}, decay {settings['decay']:g}); the saved model "
+            "is unchanged"
+        )
     else:
         mode = "one stream, state carried over the whole text"
     per = "line" if result["mode"] == "lines" else "window"
@@ -267,7 +368,7 @@ def format_evaluation(result: dict) -> str:
         (f"{what}bits per char", f"{result['bits_per_char']:.4f}"),
         (f"{what}perplexity", f"{result['perplexity']:.4f}"),
     ]
-    if variational:
+    if variational and result["mode"] != "dynamic":
         seed = result.get("seed")
         seed = seed[0] if isinstance(seed, list) else seed  # the --seed given
         rows.append(("posterior draws", f"{result['num_draws']} (seed {seed})"))

@@ -85,13 +85,30 @@ class RunModel:
         seed: int = 0,
         num_train_chars: int | None = None,
         context: int = 0,
+        dynamic=None,
+        progress=None,
     ) -> dict[str, Any]:
         """Held-out metrics as a JSON-ready dict (posterior predictive for VI runs).
 
         The top-level `bits_per_char`, `nll_nats_per_char`, ... are the plug-in values of a
         point estimate, or the Monte Carlo posterior predictive of a variational run (with
         `num_draws`, `seed`, `plug_in_bits_per_char` and `elbo_bound_bits_per_char`).
+        `mode="dynamic"` (settings `dynamic`, a `DynamicSettings`) adapts a copy of the
+        weights (a variational run's: the posterior mean) and reports `weights`.
         """
+        if mode == "dynamic":
+            params = None if self.surrogate is None else self.surrogate.mean()
+            out = evaluate(
+                self.network,
+                ids,
+                num_steps=num_steps,
+                mode="dynamic",
+                dynamic=dynamic,
+                params=params,
+                progress=progress,
+            ).as_dict()
+            out["weights"] = "MAP" if self.surrogate is None else "posterior mean"
+            return out
         if self.surrogate is None:
             return evaluate(
                 self.network, ids, num_steps=num_steps, mode=mode, context=context

@@ -41,8 +41,11 @@ def evaluate_run(
     draws: int | None = None,
     seed: int = 0,
     context: int = 0,
+    dynamic=None,
+    progress=None,
 ) -> dict[str, Any]:
-    """Held-out metrics of a run on a corpus split or a text file (a JSON-ready dict)."""
+    """Held-out metrics of a run on a corpus split or a text file (a JSON-ready dict);
+    `mode="dynamic"` with `dynamic` settings (`probseq.evaluation.DynamicSettings`)."""
     run = load_run(run_dir)
     if text_path is not None:
         text = _read_text(text_path).replace("\r\n", "\n")
@@ -59,6 +62,8 @@ def evaluate_run(
         num_draws=draws,
         seed=seed,
         context=context,
+        dynamic=dynamic,
+        progress=progress,
     )
     result["source"] = source
     return result

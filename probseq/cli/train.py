@@ -187,6 +187,8 @@ def train(
     metrics = _final_metrics(run.rd, run.config, run.model, run.task, history, evaluations)
     metrics["step"] = final_step
     metrics["train_seconds_this_invocation"] = time.perf_counter() - started
+    before = run.rd.load_metrics().get("train_seconds_total", 0.0) if run.resuming else 0.0
+    metrics["train_seconds_total"] = before + metrics["train_seconds_this_invocation"]
     metrics["strategy"] = dict(
         name=type(strategy).__name__,
         replicas=strategy.num_replicas_in_sync,

