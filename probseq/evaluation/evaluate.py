@@ -152,7 +152,7 @@ def evaluate(
             cell=cell,
             num_steps=num_steps,
             progress=progress,
-            jit_compile=True if jit_compile is None else jit_compile,
+            jit_compile=bool(jit_compile),
         )
     resolved = resolve_model(model, params, temperature, cell)
     if num_steps is None:

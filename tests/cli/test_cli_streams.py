@@ -126,3 +126,31 @@ def test_too_short_a_text_for_one_batch_is_refused(tmp_path, capsys):
     assert main(["train", "--corpus", str(short), "--run-dir", str(tmp_path / "r"), *FLAGS,
                  "--batch-size", "64", "--max-steps", "1"]) == 2  # fmt: skip
     assert "shorter than one batch" in capsys.readouterr().err
+
+
+def test_evaluate_dynamic_reports_and_leaves_the_run_unchanged(tmp_path, corpus, capsys):
+    from probseq.evaluation import DynamicSettings, dynamic_evaluate
+
+    run = tmp_path / "dynamic"
+    assert _train(run, corpus, "--max-steps", "2") == 0
+    before = [v.numpy().copy() for v in probseq.load(run).network.trainable_variables]
+    capsys.readouterr()
+    flags = ["--dynamic", "--dynamic-lr", "0.5", "--dynamic-segment", "30", "--no-progress"]
+    assert main(["evaluate", str(run), "--split", "test", *flags, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    model = probseq.load(run)
+    ids = model.encode(model.corpus().text("test"))
+    direct = dynamic_evaluate(
+        model.network, ids, DynamicSettings(segment_length=30, learning_rate=0.5)
+    )
+    assert result["mode"] == "dynamic" and result["weights"] == "MAP"
+    assert result["bits_per_char"] == pytest.approx(direct.bits_per_char, rel=1e-5)
+    assert result["dynamic"]["learning_rate"] == 0.5
+    assert main(["evaluate", str(run), "--split", "test", *flags]) == 0
+    report = capsys.readouterr().out
+    assert "dynamic evaluation: one stream, the MAP weights learning from each 30-char" in report
+    assert "the saved model is unchanged" in report and "bits per char:" in report
+    for old, variable in zip(before, probseq.load(run).network.trainable_variables, strict=True):
+        np.testing.assert_array_equal(old, variable.numpy())
+    assert main(["evaluate", str(run), "--dynamic", "--dynamic-lr", "-1"]) == 2
+    assert "learning_rate must be a number >= 0" in capsys.readouterr().err
