@@ -10,6 +10,8 @@ Variants (one fresh process each; `run.py` reports the faster of the first two a
 * `probseq_tfthreads`: `probseq_graph` with TensorFlow's default thread settings (no
   `set_cpu_threads` call): what a user who skips the set-up gets. Reported, never
   selected as `probseq`.
+* `probseq_bf16`: `probseq_graph` with `precision="bf16"` (bfloat16 matmuls, fp32 gates,
+  states, loss and weights): its own row, next to the fp32 `probseq`.
 
 Train: `probseq.inference.fit_map` on `LSTMAutoregressive(net, T)` (maximum likelihood,
 `prior=None`, tf_keras Adam, global-norm clipping where the case has it); a `Callback`
@@ -26,11 +28,12 @@ import itertools
 
 from benchmarks.common import CaseSpec, Timer, drive, random_batches, thread_settings
 
-# variant -> (jit_compile, call probseq.set_cpu_threads())
+# variant -> (jit_compile, call probseq.set_cpu_threads(), precision)
 VARIANTS = {
-    "probseq_graph": (False, True),
-    "probseq_xla": (True, True),
-    "probseq_tfthreads": (False, False),
+    "probseq_graph": (False, True, "fp32"),
+    "probseq_xla": (True, True, "fp32"),
+    "probseq_tfthreads": (False, False, "fp32"),
+    "probseq_bf16": (False, True, "bf16"),
 }
 
 
@@ -41,31 +44,31 @@ def run(impl: str, spec: CaseSpec, timer: Timer) -> dict:
     import probseq
     from probseq.nn.threads import use_probseq_threads
 
-    jit, threads = VARIANTS[impl]
+    jit, threads, precision = VARIANTS[impl]
     if threads:  # kept as is when TensorFlow already runs (run.py --in-process)
         use_probseq_threads()
     net = probseq.LSTMNetwork(spec.vocab, spec.hidden, spec.layers, seed=1)
     if spec.kind == "train":
-        result = _train(spec, net, timer, jit)
+        result = _train(spec, net, timer, jit, precision)
     elif spec.kind == "eval":
-        result = _eval(spec, net, timer, jit)
+        result = _eval(spec, net, timer, jit, precision)
     else:
-        dist = probseq.LSTMAutoregressive(net, num_steps=spec.steps)
+        dist = probseq.LSTMAutoregressive(net, num_steps=spec.steps, precision=precision)
         fn = tf.function(lambda seed: dist.sample(spec.batch, seed=seed), jit_compile=jit)
         seeds = (tf.constant([i, 7], tf.int32) for i in itertools.count())
         result = drive(lambda: fn(next(seeds)).numpy(), timer)
         result["traces"] = fn.experimental_get_tracing_count()
-    result["notes"] = f"jit_compile={jit}, {thread_settings()}"
+    result["notes"] = f"jit_compile={jit}, precision={precision}, {thread_settings()}"
     return result
 
 
-def _train(spec: CaseSpec, net, timer: Timer, jit: bool) -> dict:
+def _train(spec: CaseSpec, net, timer: Timer, jit: bool, precision: str) -> dict:
     import tensorflow as tf
 
     import probseq
     from probseq.inference import Callback, fit_map
 
-    dist = probseq.LSTMAutoregressive(net, num_steps=spec.steps)
+    dist = probseq.LSTMAutoregressive(net, num_steps=spec.steps, precision=precision)
     batches = [tf.constant(b[:, : spec.steps]) for b in random_batches(spec)]
 
     class Tick(Callback):
@@ -87,7 +90,7 @@ def _train(spec: CaseSpec, net, timer: Timer, jit: bool) -> dict:
     return timer.result()
 
 
-def _eval(spec: CaseSpec, net, timer: Timer, jit: bool) -> dict:
+def _eval(spec: CaseSpec, net, timer: Timer, jit: bool, precision: str) -> dict:
     import numpy as np
 
     from probseq.evaluation import evaluate
@@ -102,6 +105,7 @@ def _eval(spec: CaseSpec, net, timer: Timer, jit: bool) -> dict:
             num_steps=spec.steps,
             batch_size=spec.batch,
             jit_compile=jit,
+            precision=precision,
             progress=lambda done, total: timer.tick(),
         )
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from benchmarks.common import CaseSpec, Timer, drive, random_batches
 
-VARIANTS = {"pytorch": "default", "pytorch_tuned": "tuned"}
+VARIANTS = {"pytorch": "default", "pytorch_tuned": "tuned", "pytorch_bf16": "bf16"}
 
 DEFAULT = {"threads": None, "mkldnn": None, "inference_mode": False, "fused_adam": False}
 # Best settings per case, chosen with benchmarks/tune_pytorch.py on this (shared, 2-core)
@@ -97,9 +97,10 @@ def train_call(spec: CaseSpec, settings: dict):
         batch = data[state["i"] % len(data)]
         state["i"] += 1
         optimizer.zero_grad(set_to_none=True)
-        logits, _ = model(batch[:-1])
+        with _autocast(settings):
+            logits, _ = model(batch[:-1])
         loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, spec.vocab), batch[1:].reshape(-1)
+            logits.float().reshape(-1, spec.vocab), batch[1:].reshape(-1)
         )
         loss.backward()
         if spec.clip_norm is not None:
@@ -124,10 +125,10 @@ def eval_call(spec: CaseSpec, settings: dict):
     def call():
         batch = data[state["i"] % len(data)]
         state["i"] += 1
-        with context():
+        with context(), _autocast(settings):
             logits, _ = model(batch[:-1])
             nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, spec.vocab), batch[1:].reshape(-1), reduction="sum"
+                logits.float().reshape(-1, spec.vocab), batch[1:].reshape(-1), reduction="sum"
             )
         return -nll.item()
 
@@ -147,7 +148,7 @@ def sample_call(spec: CaseSpec, settings: dict):
         looper = torch.jit.script(looper)
 
     def call():
-        with context():
+        with context(), _autocast(settings):
             token = torch.zeros(1, batch, dtype=torch.long)
             h = torch.zeros(layers, batch, hidden)
             c = torch.zeros(layers, batch, hidden)
@@ -183,7 +184,20 @@ CALLS = {"train": train_call, "eval": eval_call, "sample": sample_call}
 
 
 def settings_for(impl: str, case: str) -> dict:
+    if VARIANTS[impl] == "bf16":  # the tuned settings under CPU bf16 autocast
+        return dict(TUNED[case], autocast=True)
     return dict(DEFAULT) if VARIANTS[impl] == "default" else dict(TUNED[case])
+
+
+def _autocast(settings: dict):
+    """`torch.autocast("cpu", bfloat16)` when the settings ask for it, else a no-op."""
+    import contextlib
+
+    import torch
+
+    if settings.get("autocast"):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def choose_threads(spec: CaseSpec, settings: dict, seconds: float) -> tuple[dict, dict]:

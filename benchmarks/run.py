@@ -50,11 +50,14 @@ IMPLEMENTATIONS = {
     "probseq_graph": ("benchmarks.impl_probseq", "tf", {"train", "eval", "sample"}),
     "probseq_xla": ("benchmarks.impl_probseq", "tf", {"train", "eval", "sample"}),
     "probseq_tfthreads": ("benchmarks.impl_probseq", "tf", {"train", "eval", "sample"}),
+    "probseq_bf16": ("benchmarks.impl_probseq", "tf", {"train", "eval", "sample"}),
     "tf_keras": ("benchmarks.impl_tf_keras", "tf", {"train", "eval", "sample"}),
     "tf_keras_xla": ("benchmarks.impl_tf_keras", "tf", {"train", "eval", "sample"}),
     "tf_keras_threads": ("benchmarks.impl_tf_keras", "tf", {"train", "eval", "sample"}),
+    "tf_keras_bf16": ("benchmarks.impl_tf_keras", "tf", {"train", "eval", "sample"}),
     "pytorch": ("benchmarks.impl_pytorch", "torch", {"train", "eval", "sample"}),
     "pytorch_tuned": ("benchmarks.impl_pytorch", "torch", {"train", "eval", "sample"}),
+    "pytorch_bf16": ("benchmarks.impl_pytorch", "torch", {"train", "eval", "sample"}),
     "eager_loop": ("benchmarks.impl_eager", "tf", {"sample"}),
 }
 # User-facing names: `probseq` runs both variants and reports the faster as `probseq`.
@@ -63,11 +66,14 @@ ALIASES = {"probseq": ["probseq_graph", "probseq_xla", "probseq_tfthreads"]}
 SELECTED = ["probseq_graph", "probseq_xla"]
 PUBLIC = [
     "probseq",
+    "probseq_bf16",
     "tf_keras",
     "tf_keras_xla",
     "tf_keras_threads",
+    "tf_keras_bf16",
     "pytorch",
     "pytorch_tuned",
+    "pytorch_bf16",
     "eager_loop",
 ]
 
@@ -334,8 +340,12 @@ def main(argv: list[str] | None = None) -> dict | None:
         for case, impl in pairs:
             t0 = time.perf_counter()
             if args.in_process:
-                row, error = run_pair(case, impl, args), ""
-                row["peak_rss_note"] = "in-process run: cumulative over the pairs run so far"
+                try:
+                    row, error = run_pair(case, impl, args), ""
+                    row["peak_rss_note"] = "in-process run: cumulative over the pairs run so far"
+                except Exception as exc:  # recorded like a failed child (e.g. a Keras refusal)
+                    message = " ".join(str(exc).split())[:500]
+                    row, error = None, f"{type(exc).__name__}: {message}"
             else:
                 cmd = _child_command(case, impl, args)
                 row, error = _run_subprocess(cmd, args.timeout, "BENCH_RESULT")

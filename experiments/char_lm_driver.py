@@ -53,6 +53,7 @@ _OVERRIDABLE = (
     "weight_decay",
     "cell",
     "warmup_steps",
+    "precision",
 )
 
 
@@ -77,6 +78,13 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, *, corpus: str, ru
     parser.add_argument("--weight-decay", type=float, default=None, help="decoupled (AdamW)")
     parser.add_argument("--cell", choices=("lstm", "lnlstm", "gru", "rnn"), default=None)
     parser.add_argument("--warmup-steps", type=int, default=None)
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=None,
+        help="matmul precision of training (auto: bf16 where the CPU has bf16 instructions "
+        "and a quick probe measures it faster; the choice is printed and recorded)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=None, help="corpus cache directory")
     parser.add_argument("--sample-length", type=int, default=500)

@@ -3,11 +3,20 @@ TensorFlow's speed (AVX-512, bf16, AMX), read from `/proc/cpuinfo` at run time."
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
 
-__all__ = ["SPEED_FLAGS", "cpu_info", "describe_machine", "matmul_gflops"]
+__all__ = [
+    "PRECISIONS",
+    "SPEED_FLAGS",
+    "bf16_matmul_speedup",
+    "choose_precision",
+    "cpu_info",
+    "describe_machine",
+    "matmul_gflops",
+]
 
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -64,3 +73,101 @@ def matmul_gflops(size: int = 1024, seconds: float = 0.3) -> float:
         tf.matmul(a, a).numpy()
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times) / 1e9
+
+
+# The matmul shapes of the main job's 2x256 LSTM at batch 128 (the recurrent step and the
+# all-steps projection) and of a 512-unit model: what bf16 would speed up.
+_PROBE_SHAPES = ((128, 256, 1024), (6400, 256, 1024), (128, 512, 2048))
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def bf16_matmul_speedup(seconds: float = 0.2) -> dict:
+    """Measured here and now: fp32 and bf16 GFLOP/s of compiled matmuls at LSTM sizes,
+    and `speedup`, the geometric mean over `_PROBE_SHAPES` of fp32 time / bf16 time (a
+    CPU without bf16 instructions emulates them, typically well below 1)."""
+    import math
+    import statistics
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    rows, ratios = [], []
+    for m, k, n in _PROBE_SHAPES:
+        a = rng.standard_normal((m, k), np.float32)
+        b = rng.standard_normal((k, n), np.float32)
+        rates = {}
+        for name, dtype in (("fp32", tf.float32), ("bf16", tf.bfloat16)):
+            x, y = tf.constant(a, dtype), tf.constant(b, dtype)
+            fn = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y), tf.float32)))
+            fn(x, y).numpy()  # trace and warm up
+            times = []
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline or len(times) < 3:
+                start = time.perf_counter()
+                fn(x, y).numpy()
+                times.append(time.perf_counter() - start)
+            rates[name] = 2 * m * k * n / statistics.median(times) / 1e9
+        ratios.append(rates["bf16"] / rates["fp32"])
+        rows.append(
+            {"shape": [m, k, n], "fp32_gflops": rates["fp32"], "bf16_gflops": rates["bf16"]}
+        )
+    speedup = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    return {"speedup": speedup, "shapes": rows}
+
+
+def _probe_cache_path(info: dict) -> Path:
+    import hashlib
+
+    from probseq.data.cache import resolve_cache_dir
+
+    key = hashlib.sha256(json.dumps([info["cpu_model"], info["cpu_flags"]]).encode())
+    return resolve_cache_dir() / "machine" / f"bf16_probe_{key.hexdigest()[:16]}.json"
+
+
+def choose_precision(requested: str = "auto", *, use_cache: bool = True) -> tuple[str, str]:
+    """`(precision, reason)`: `"fp32"` or `"bf16"` for a requested `"auto" | "fp32" |
+    "bf16"`.
+
+    `auto` picks bf16 only where the CPU has bf16 instructions (`amx_bf16` or
+    `avx512_bf16`) and `bf16_matmul_speedup()` measures bf16 matmuls at least 1.2x
+    faster here. The probe (about a second) is cached per CPU model and flags under the
+    probseq cache dir (`$PROBSEQ_CACHE_DIR`, `machine/`); delete the file, or pass
+    `use_cache=False`, to measure again. An explicit `"fp32"` / `"bf16"` is returned as
+    is (bf16 on a CPU without the instructions runs, emulated and slow, and says so).
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}.")
+    info = cpu_info()
+    flags = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in info["cpu_flags"]]
+    if requested == "fp32":
+        return "fp32", "requested"
+    if requested == "bf16":
+        note = f"requested ({' '.join(flags)})" if flags else "requested; this CPU has no bf16 "
+        return "bf16", note if flags else note + "instructions (emulated, slow)"
+    if not flags:
+        return "fp32", "auto: this CPU has neither amx_bf16 nor avx512_bf16"
+    probe = None
+    path = _probe_cache_path(info)
+    if use_cache and path.exists():
+        try:
+            probe = json.loads(path.read_text())
+        except (OSError, ValueError):
+            probe = None
+    if probe is None:
+        probe = bf16_matmul_speedup()
+        if use_cache:
+            from probseq.files import atomic_write_text
+
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(path, json.dumps(probe, indent=2))
+            except OSError:
+                pass  # a read-only cache: measure again next time
+    speedup = probe["speedup"]
+    chosen = "bf16" if speedup >= 1.2 else "fp32"
+    return chosen, (
+        f"auto: {' '.join(flags)}; bf16 matmuls measured {speedup:.2f}x fp32 here "
+        f"({'>=' if chosen == 'bf16' else '<'} 1.2x)"
+    )

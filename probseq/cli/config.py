@@ -116,6 +116,13 @@ class TrainConfig:
     sample_length: int = _field(200, "length of samples drawn at each validation")
     prime: str = _field("The ", "priming text of the samples")
     jit_compile: bool = _field(False, "compile the train step with XLA (true/false)")
+    precision: str = _field(
+        "fp32",
+        "matmul precision of training: fp32, bf16 (bfloat16 matmuls with fp32 gates, "
+        "states, loss and weights) or auto (bf16 where the CPU has bf16 instructions and a "
+        "quick probe measures bf16 matmuls faster; the run records the choice)",
+        ("auto", "fp32", "bf16"),
+    )
 
     def __post_init__(self):
         _check(self.hidden_size >= 1, "hidden_size must be >= 1")
@@ -130,6 +137,12 @@ class TrainConfig:
             "sequences must be 'windows', 'streams' or 'lines'",
         )
         _check(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+        _check(self.precision in ("auto", "fp32", "bf16"), "precision: auto, fp32 or bf16")
+        _check(
+            self.precision == "fp32" or (self.method == "map" and self.sequences != "lines"),
+            "precision='bf16' / 'auto' applies to method='map' with sequences='windows' or "
+            "'streams'",
+        )
         _check(self.weight_decay >= 0, "weight_decay must be >= 0")
         _check(
             self.method == "map" or (self.sequences != "streams" and self.dropout == 0),

@@ -67,7 +67,9 @@ class WindowsTask:
         self.num_examples = max(len(self.train_ids) // config.num_steps, 1)
         self.chars_per_example = float(config.num_steps)
         self.num_train_chars = len(self.train_ids)
-        self.log_likelihood_fn = self._dropout_log_likelihood if config.dropout else None
+        # The distribution's own log_prob unless the loss needs dropout masks or bf16.
+        custom = config.dropout or config.precision != "fp32"
+        self.log_likelihood_fn = self._window_log_likelihood if custom else None
 
     def checkpoint_items(self) -> dict[str, Any]:
         """What the task adds to the run's checkpoints (nothing for windows)."""
@@ -76,13 +78,17 @@ class WindowsTask:
     def distribution(self) -> LSTMAutoregressive:
         return LSTMAutoregressive(self.network, self.config.num_steps)
 
-    def _dropout_log_likelihood(self, batch, seed):
+    def _window_log_likelihood(self, batch, seed):
         """`log p(window)` as the distribution scores it (the first character from the
-        start step), with locked dropout masks drawn from the step's `seed`."""
+        start step), with locked dropout masks drawn from the step's `seed` and the
+        config's matmul precision."""
         network = self.network
         params = network.params
         tokens = tf.convert_to_tensor(batch, tf.int32)
-        start_logits, start_state = cell_start(params, cell=network.cell_type)
+        precision = self.config.precision
+        start_logits, start_state = cell_start(
+            params, cell=network.cell_type, compute_dtype=precision
+        )
         rows = tf.shape(tokens)[:1]
         state = tuple(
             type(layer)(*[tf.broadcast_to(t, tf.concat([rows, tf.shape(t)], 0)) for t in layer])
@@ -97,6 +103,7 @@ class WindowsTask:
             cell=network.cell_type,
             first_logits=first,
             masks=dropout_masks(self.config.dropout, state, seed),
+            compute_dtype=precision,
         )  # :: [T, B]
         return tf.reduce_sum(log_probs, axis=0)
 
@@ -182,6 +189,7 @@ class StreamsTask(WindowsTask):
             state,
             cell=network.cell_type,
             masks=dropout_masks(self.config.dropout, state, seed),
+            compute_dtype=self.config.precision,
         )  # :: [T, B]
         self.carried.write(final)
         return tf.reduce_sum(log_probs, axis=0)

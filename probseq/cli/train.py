@@ -214,6 +214,12 @@ def _set_up(config: TrainConfig, rd: RunDir, explicit: set[str], out: TextIO, st
     and the optimizer (variables under `strategy.scope()`), and restore the newest
     checkpoint (or, on the chief, write a new run's files)."""
     config, resuming = _resolve_run_config(rd, config, explicit, out)
+    if config.precision == "auto":
+        from probseq.machine import choose_precision
+
+        chosen, reason = choose_precision("auto")
+        _say(out, f"precision: {chosen} ({reason})")
+        config = dataclasses.replace(config, precision=chosen)  # the run records the choice
     if config.sequences == "streams" and strategy.num_replicas_in_sync > 1:
         raise ConfigError(
             "sequences='streams' carries one state per stream from batch to batch and runs "

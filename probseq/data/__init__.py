@@ -13,6 +13,7 @@ from probseq.data.corpora import (
     Corpus,
     CorpusError,
     load_corpus,
+    paradise_lost_text,
     split_text,
 )
 from probseq.data.download import ChecksumError, DownloadError, download_file
@@ -44,6 +45,7 @@ __all__ = [
     "download_file",
     "encode_sequences",
     "load_corpus",
+    "paradise_lost_text",
     "num_batches_per_epoch",
     "num_bucketed_batches_per_epoch",
     "parse_sequences",

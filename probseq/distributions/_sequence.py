@@ -126,6 +126,7 @@ class _TokenSequenceDistribution(NetworkParams, tfd.AutoCompositeTensorDistribut
     _RANK_ERROR_NAME: str | None = None  # name in the unknown-batch-rank error (None: self.name)
     _eos: int | None = None  # end token (see `_lengths.py`); set by `_init_lengths`
     _lengths = None  # per-example lengths, batch-shaped int32, or None
+    _compute = None  # the matmuls' dtype (tf.bfloat16 for precision="bf16"), None: fp32
 
     @classmethod
     def _shared_parameter_properties(cls, dtype) -> dict:
@@ -290,7 +291,9 @@ class _TokenSequenceDistribution(NetworkParams, tfd.AutoCompositeTensorDistribut
         decoder = self._decoder_params(params)
 
         def step(token, state):
-            logits, state = cell_step(decoder, token, state, cell=self._cell)
+            logits, state = cell_step(
+                decoder, token, state, cell=self._cell, compute_dtype=self._compute
+            )
             rest = token.shape.rank - self._batch_rank()
             temperature = self._temperature_for(batch_shape, trailing=rest + 1)
             if temperature is not None:
@@ -345,6 +348,7 @@ class _TokenSequenceDistribution(NetworkParams, tfd.AutoCompositeTensorDistribut
             cell=self._cell,
             temperature=self._temperature_for(batch_shape, trailing=sample_rank + 1, leading=1),
             first_logits=logits0[0],
+            compute_dtype=self._compute,
         )  # :: [W] + batch + sample
         if scored is not None:
             scored = tf.transpose(scored, to_batch_first)

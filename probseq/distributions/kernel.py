@@ -32,6 +32,7 @@ def token_log_probs(
     temperature=None,
     first_logits: tf.Tensor | None = None,
     masks=None,
+    compute_dtype=None,
 ) -> tuple[tf.Tensor, tuple]:
     """Per-step `log p(target_t | tokens read before it)` in nats, time-major.
 
@@ -48,13 +49,17 @@ def token_log_probs(
       first_logits: optional `pb + rest + [V]`, the logits of the first target before any
         input is read (the start step, or the step after a prefix).
       masks: optional locked-dropout masks of `cell_logits` (training only).
+      compute_dtype: the matmuls' precision (`cell_logits`; None: the params' dtype).
 
     Returns:
       `(log_probs :: [C'] + pb + rest, state after the inputs)`.
     """
     parts = [] if first_logits is None else [first_logits[None]]
     if inputs is not None and (inputs.shape[-1] is None or inputs.shape[-1] > 0):
-        logits, state = cell_logits(params, inputs, state, cell=cell, time_major=True, masks=masks)
+        logits, state = cell_logits(
+            params, inputs, state, cell=cell, time_major=True, masks=masks,
+            compute_dtype=compute_dtype,
+        )  # fmt: skip
         parts.append(logits)  # :: [C] + pb + rest + [V]
     logits = parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
     if temperature is not None:

@@ -21,7 +21,15 @@ from probseq.distributions._sequence import (
     range_assertions,
     sample_tokens,
 )
-from probseq.nn import cell_logits, cell_start, cell_step, network_cell, param_batch_ndims
+from probseq.nn import (
+    cell_logits,
+    cell_start,
+    cell_step,
+    network_cell,
+    param_batch_ndims,
+    precision_dtype,
+    reduced_precision_params,
+)
 from probseq.seeds import stateless_seed
 
 tfd = tfp.distributions
@@ -84,6 +92,10 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         takes a `tf.RaggedTensor` or a list of sequences of different lengths, whose
         row lengths act as `lengths`; with `eos` or `lengths` a value may be narrower
         than `num_steps` (a bucketed batch).
+      precision: `"fp32"` (default), `"bf16"` (the matmuls of `log_prob` and `sample` in
+        bfloat16, gates, states and softmax in fp32; gradients reach fp32 weights) or
+        `"auto"` (`probseq.machine.choose_precision`: bf16 where the CPU has bf16
+        instructions and a quick, cached probe measures it faster).
       validate_args: check tokens (range, integer values, event length), prefix and
         temperature at run time.
       allow_nan_stats: TFP convention; unused by the methods implemented here.
@@ -111,12 +123,19 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         params=None,
         eos: int | None = None,
         lengths=None,
+        precision: str = "fp32",
         validate_args: bool = False,
         allow_nan_stats: bool = True,
         name: str = "LSTMAutoregressive",
     ):
+        if precision == "auto":
+            from probseq.machine import choose_precision
+
+            precision = choose_precision("auto")[0]
         parameters = dict(locals())
         num_steps = check_num_steps(num_steps, "num_steps")
+        self._compute = precision_dtype(precision)  # None: fp32
+        self._precision = precision
         with tf.name_scope(name) as name:
             self._network = network
             self._cell = network_cell(network)
@@ -153,6 +172,11 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         return self._num_steps
 
     @property
+    def precision(self) -> str:
+        """`"fp32"` or `"bf16"` (an `"auto"` request resolved at construction)."""
+        return self._precision
+
+    @property
     def vocab_size(self) -> int:
         """Number of symbols `V`."""
         return self._network.vocab_size
@@ -176,7 +200,7 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
 
         Returns logits `batch + [V]` and per-layer state `batch + [H]`.
         """
-        logits, state = cell_start(params, cell=self._cell)  # :: pb + [V], pb + [H]
+        logits, state = cell_start(params, cell=self._cell, compute_dtype=self._compute)
         # prefix params (`pb` the first dims of the batch): pb + [1]*r + [F]
         k, rank = param_batch_ndims(params), self._batch_rank()
         logits = lift_to_batch(logits, k, rank)
@@ -189,7 +213,9 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
             self._prefix, tf.concat([batch_shape, tf.shape(self._prefix)[-1:]], 0)
         )
         state = broadcast_state(state, batch_shape)
-        logits_tm, state = cell_logits(params, prefix, state, cell=self._cell, time_major=True)
+        logits_tm, state = cell_logits(
+            params, prefix, state, cell=self._cell, time_major=True, compute_dtype=self._compute
+        )
         return logits_tm[-1], state
 
     # -------------------------------------------------------------------- sampling
@@ -219,12 +245,16 @@ class LSTMAutoregressive(_TokenSequenceDistribution):
         seed = stateless_seed(seed)
         batch_shape = self.batch_shape_tensor()
         batch_rank = self._batch_rank()
-        params = self._broadcast_params(batch_shape)
+        # No gradients in sampling: bf16 kernels are cast once, not at every step.
+        params = reduced_precision_params(self._broadcast_params(batch_shape), self._compute)
         logits, state = self._start(params, batch_shape)
+        compute = self._compute
         return sample_tokens(
             logits,
             state,
-            lambda token, state: cell_step(params, token, state, cell=self._cell),
+            lambda token, state: cell_step(
+                params, token, state, cell=self._cell, compute_dtype=compute
+            ),
             n=n,
             num_steps=num_steps,
             seed=seed,

@@ -29,6 +29,7 @@ class ResolvedModel(NamedTuple):
     temperature: float
     default_num_steps: int | None
     cell: Cell  # stated by the network, or given with a params dict
+    precision: str = "fp32"  # the matmuls' (params' kernels cast to it for "bf16")
 
 
 def resolve_model(model, params, temperature, cell=None) -> ResolvedModel:

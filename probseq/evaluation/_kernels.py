@@ -43,7 +43,7 @@ def _time_major(x: tf.Tensor) -> tf.Tensor:
 
 
 def window_log_probs(
-    params: dict, tokens: tf.Tensor, temperature: tf.Tensor, *, cell: Cell
+    params: dict, tokens: tf.Tensor, temperature: tf.Tensor, *, cell: Cell, compute_dtype=None
 ) -> tf.Tensor:
     """Log-probability of each window, every window started from a zero state.
 
@@ -59,7 +59,7 @@ def window_log_probs(
     vocab_size, _ = sizes_of(params)
     tokens = _broadcast_tokens(tokens, params)  # :: pb + [B, T]
     lead = tf.shape(tokens)[:-1]  # pb + [B]
-    start_logits, start_state = cell_start(params, cell=cell)  # :: pb + [V], pb + [H]
+    start_logits, start_state = cell_start(params, cell=cell, compute_dtype=compute_dtype)
     first = tf.broadcast_to(start_logits[..., None, :], tf.concat([lead, [vocab_size]], 0))
     log_probs, _ = token_log_probs(
         params,
@@ -69,13 +69,15 @@ def window_log_probs(
         cell=cell,
         temperature=temperature,
         first_logits=first,
+        compute_dtype=compute_dtype,
     )  # :: [T] + pb + [B]
     return tf.reduce_sum(log_probs, axis=0)
 
 
 def stream_start(
-    params: dict, first_tokens: tf.Tensor, temperature: tf.Tensor, *, cell: Cell
-) -> tuple[tf.Tensor, tuple]:
+    params: dict, first_tokens: tf.Tensor, temperature: tf.Tensor, *, cell: Cell,
+    compute_dtype=None,
+) -> tuple[tf.Tensor, tuple]:  # fmt: skip
     """Score the first token of each stream from the start step; return the state after it.
 
     Args:
@@ -87,7 +89,7 @@ def stream_start(
       log-probabilities `pb + [B]` in nats, and per-layer state `pb + [B, H]` after the
       start step (the state that reads the first token next).
     """
-    logits, state = cell_start(params, cell=cell)  # :: pb + [V], pb + [H]
+    logits, state = cell_start(params, cell=cell, compute_dtype=compute_dtype)
     log_probs = tf.nn.log_softmax(logits / temperature, axis=-1)
     lead = tf.concat([_param_batch_shape(params), tf.shape(first_tokens)], 0)
     return tf.gather(log_probs, first_tokens, axis=-1), _broadcast_state(state, lead)
@@ -102,6 +104,7 @@ def stream_chunk(
     temperature: tf.Tensor,
     *,
     cell: Cell,
+    compute_dtype=None,
 ) -> tuple[tf.Tensor, tuple]:
     """Teacher-forced pass over one chunk of `B` streams, carrying the LSTM state.
 
@@ -124,6 +127,7 @@ def stream_chunk(
         state,
         cell=cell,
         temperature=temperature,
+        compute_dtype=compute_dtype,
     )  # :: [C] + pb + [B]
     mask = _time_major(mask)  # :: [C, B]
     mask = tf.reshape(
@@ -134,13 +138,12 @@ def stream_chunk(
 
 
 @functools.cache
-def compiled(kind: str, jit_compile: bool, cell: Cell):
-    """The `tf.function` for `kind` in {"windows", "chunk", "start"} and the network's
-    cell (built on first use)."""
+def compiled(kind: str, jit_compile: bool, cell: Cell, precision: str = "fp32"):
+    """The `tf.function` for `kind` in {"windows", "chunk", "start"}, the network's
+    cell and the matmul precision (built on first use)."""
     fn = {"windows": window_log_probs, "chunk": stream_chunk, "start": stream_start}[kind]
-    return tf.function(
-        functools.partial(fn, cell=cell), jit_compile=jit_compile, reduce_retracing=False
-    )
+    fn = functools.partial(fn, cell=cell, compute_dtype=None if precision == "fp32" else precision)
+    return tf.function(fn, jit_compile=jit_compile, reduce_retracing=False)
 
 
 def stream_log_prob(

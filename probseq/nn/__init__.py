@@ -20,6 +20,8 @@ from probseq.nn.cells import (
     network_cell,
     num_layers_of,
     param_batch_ndims,
+    precision_dtype,
+    reduced_precision_params,
     register_cell,
     sizes_of,
 )
@@ -57,6 +59,8 @@ __all__ = [
     "param_batch_ndims",
     "network_cell",
     "parallel_chains",
+    "precision_dtype",
+    "reduced_precision_params",
     "register_cell",
     "set_cpu_threads",
     "sizes_of",

@@ -87,6 +87,7 @@ __all__ = [
     "cell_param_shapes",
     "cell_start",
     "cell_step",
+    "precision_dtype",
     "dropout_masks",
     "gate_step",
     "get_cell",
@@ -95,6 +96,7 @@ __all__ = [
     "network_cell",
     "num_layers_of",
     "param_batch_ndims",
+    "reduced_precision_params",
     "register_cell",
     "sizes_of",
     "slice_sizes",
@@ -381,7 +383,7 @@ def cell_initial_state(
 ) -> tuple:
     """All-zero state, one per layer (`LSTMState` or `HiddenState`), each `batch + [H]`."""
     cell = _checked_cell(params, cell)
-    dtype = dtype or params["layer_0"]["recurrent_kernel"].dtype
+    dtype = dtype or params["layer_0"]["bias"].dtype  # (kernels may be bf16 copies)
     shape = tf.concat([tf.cast(batch_shape, tf.int32), [_hidden_size(params)]], axis=0)
     zeros = tf.zeros(shape, dtype=dtype)
     return tuple(cell.zero_state(zeros) for _ in range(_num_layers(params)))
@@ -419,8 +421,52 @@ def _expand_param(p: tf.Tensor, k: int, extra: int, lead: int = 0) -> tf.Tensor:
     return tf.reshape(p, new_shape)
 
 
-def _matmul(x: tf.Tensor, kernel: tf.Tensor, k: int, lead: int = 0) -> tf.Tensor:
-    """`x :: [L]*lead + pb + rest + [H]` times `kernel :: pb + [H, K]` -> `... + [K]`."""
+def precision_dtype(precision) -> tf.DType | None:
+    """The matmul dtype of a precision: None for fp32 (`None`, `"fp32"`, `"float32"`),
+    `tf.bfloat16` for `"bf16"` / `"bfloat16"` / `tf.bfloat16`."""
+    if isinstance(precision, tf.DType):
+        precision = precision.name
+    if precision is None or precision in ("fp32", "float32"):
+        return None
+    if precision in ("bf16", "bfloat16"):
+        return tf.bfloat16
+    raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
+
+
+def reduced_precision_params(params: dict, precision) -> dict:
+    """`params` with the matmul kernels (every `recurrent_kernel`, the `input_kernel` of
+    layers above the first, the output `kernel`) cast to the precision's dtype, for
+    inference: the kernels then run in it without a cast per step. Layer 0's token table
+    (a gather, no matmul) and the biases stay as they are. Unchanged for fp32."""
+    dtype = precision_dtype(precision)
+    if dtype is None:
+        return params
+
+    def cast(path, leaf):
+        name = path[-1]
+        if name == "recurrent_kernel" or (name == "kernel" and path[0] == "output"):
+            return tf.cast(leaf, dtype)
+        if name == "input_kernel" and path[0] != "layer_0":
+            return tf.cast(leaf, dtype)
+        return leaf
+
+    return {
+        group: {name: cast((group, name), leaf) for name, leaf in leaves.items()}
+        for group, leaves in params.items()
+    }
+
+
+def _matmul(
+    x: tf.Tensor, kernel: tf.Tensor, k: int, lead: int = 0, compute: tf.DType | None = None
+) -> tf.Tensor:
+    """`x :: [L]*lead + pb + rest + [H]` times `kernel :: pb + [H, K]` -> `... + [K]`.
+
+    With `compute` (e.g. `tf.bfloat16`) both operands are cast to it (a no-op for a kernel
+    already in it) and the product (accumulated in fp32 by the CPU kernels) cast back to
+    `x`'s dtype."""
+    if compute is not None and compute != x.dtype:
+        product = _matmul(tf.cast(x, compute), tf.cast(kernel, compute), k, lead)
+        return tf.cast(product, x.dtype)
     if k == 0:
         if x.shape.rank == 2:
             return tf.matmul(x, kernel)
@@ -462,16 +508,20 @@ def _row_gather(kernel: tf.Tensor, k: int, rest: int) -> Callable:
 
 
 # ------------------------------------------------------------------ the core
-def _recur(read: Callable, num_steps, recurrent_kernel, state, cell: Cell, keep_outputs: bool):
+def _recur(
+    read: Callable, num_steps, recurrent_kernel, state, cell: Cell, keep_outputs: bool, compute
+):
     """The time loop: `state = cell.update(read(t), h Wh, state)` for `t < num_steps`.
 
-    `read(t)` returns step `t`'s input projection `batch + [G*H]` (bias included).
+    `read(t)` returns step `t`'s input projection `batch + [G*H]` (bias included). With
+    `compute` the product `h Wh` runs in that dtype; an fp32 kernel is cast inside the
+    loop, so its gradient is accumulated over the steps in fp32.
     """
     k = recurrent_kernel.shape.rank - 2
-    outputs = tf.TensorArray(recurrent_kernel.dtype, size=num_steps, element_shape=state.h.shape)
+    outputs = tf.TensorArray(state.h.dtype, size=num_steps, element_shape=state.h.shape)
 
     def body(t, state, outputs):
-        new = cell.update(read(t), _matmul(state.h, recurrent_kernel, k), state)
+        new = cell.update(read(t), _matmul(state.h, recurrent_kernel, k, compute=compute), state)
         if keep_outputs:
             outputs = outputs.write(t, new.h)
         return t + 1, new, outputs
@@ -492,6 +542,7 @@ def cell_layer(
     *,
     cell: str | Cell | None = None,
     keep_outputs: bool = True,
+    compute_dtype=None,
 ) -> tuple[tf.Tensor | None, tuple]:
     """Run one layer over time; only `h Wh` and the cell update sit inside the loop.
 
@@ -501,6 +552,7 @@ def cell_layer(
       state: the layer's initial state (`LSTMState` / `HiddenState`), tensors `batch + [H]`.
       cell: the cell (None: inferred from the kernel's width).
       keep_outputs: also return the hidden outputs (False: final state only).
+      compute_dtype: the recurrent product's precision (`precision_dtype()`; None: fp32).
 
     Returns:
       hidden outputs `[T] + batch + [H]` (or None), and the final state.
@@ -508,7 +560,15 @@ def cell_layer(
     cell = _checked_cell({"layer_0": {"recurrent_kernel": recurrent_kernel}}, cell)
     num_steps = tf.shape(inputs)[0]
     projections = tf.TensorArray(inputs.dtype, size=num_steps).unstack(inputs)
-    return _recur(projections.read, num_steps, recurrent_kernel, state, cell, keep_outputs)
+    return _recur(
+        projections.read,
+        num_steps,
+        recurrent_kernel,
+        state,
+        cell,
+        keep_outputs,
+        precision_dtype(compute_dtype),
+    )
 
 
 def _token_reader(layer: dict, tokens_tm: tf.Tensor, k: int) -> Callable:
@@ -528,8 +588,9 @@ def _token_reader(layer: dict, tokens_tm: tf.Tensor, k: int) -> Callable:
 
 
 def _stack_layers(
-    params: dict, tokens_tm: tf.Tensor, state, cell: Cell, keep_top: bool, masks=None
-):
+    params: dict, tokens_tm: tf.Tensor, state, cell: Cell, keep_top: bool, masks=None,
+    compute=None,
+):  # fmt: skip
     """All layers over time-major tokens `[T] + pb + rest`; top outputs and final states.
 
     `masks` (optional, one per layer, each `pb + rest + [H]`): multipliers of each layer's
@@ -548,14 +609,15 @@ def _stack_layers(
         if index == 0:
             read = _token_reader(layer, tokens_tm, k)
             x, last = _recur(
-                read, num_steps, layer["recurrent_kernel"], state[0], cell, keep_outputs=keep
+                read, num_steps, layer["recurrent_kernel"], state[0], cell, keep, compute
             )
         else:
-            a = _matmul(x, layer["input_kernel"], k, lead=1)
+            a = _matmul(x, layer["input_kernel"], k, lead=1, compute=compute)
             a = a + _expand_param(layer["bias"], k, extra, lead=1)
             x, last = cell_layer(
-                a, layer["recurrent_kernel"], state[index], cell=cell, keep_outputs=keep
-            )
+                a, layer["recurrent_kernel"], state[index], cell=cell, keep_outputs=keep,
+                compute_dtype=compute,
+            )  # fmt: skip
         if masks is not None and x is not None:
             x = x * masks[index]  # :: [T] + pb + rest + [H] times pb + rest + [H]
         final.append(last)
@@ -610,7 +672,9 @@ def split_rows(structure, sizes: list[int], axis: int) -> list:
     ]
 
 
-def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool, masks=None):
+def _layers(
+    params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool, masks=None, compute=None
+):
     """All layers over `tokens :: pb + rest + [T]`: top outputs `[T] + pb + rest + [H]`
     (time-major; None unless `keep_top`) and the final per-layer states; `masks` as in
     `_stack_layers`.
@@ -629,12 +693,12 @@ def _layers(params: dict, tokens: tf.Tensor, state, cell: Cell, keep_top: bool, 
         if len(masks) != len(state):
             raise ValueError(f"masks: one per layer ({len(state)}), got {len(masks)}.")
     if sizes is None:
-        return _stack_layers(params, tokens_tm, state, cell, keep_top, masks)
+        return _stack_layers(params, tokens_tm, state, cell, keep_top, masks, compute)
     token_slices = tf.split(tokens_tm, sizes, axis=1 + k)
     state_slices = split_rows(state, sizes, axis=k)
     mask_slices = [None] * len(sizes) if masks is None else split_rows(masks, sizes, axis=k)
     parts = [
-        _stack_layers(params, t, s, cell, keep_top, m)
+        _stack_layers(params, t, s, cell, keep_top, m, compute)
         for t, s, m in zip(token_slices, state_slices, mask_slices, strict=True)
     ]
     x = tf.concat([p[0] for p in parts], axis=1 + k) if keep_top else None
@@ -690,6 +754,7 @@ def cell_logits(
     cell: str | Cell | None = None,
     time_major: bool = False,
     masks=None,
+    compute_dtype=None,
 ) -> tuple[tf.Tensor, tuple]:
     """Teacher-forced pass: next-token logits after each input token.
 
@@ -705,6 +770,9 @@ def cell_logits(
         (e.g. `probseq.nn.dropout_masks`): layer `l`'s outputs are scaled by `masks[l]`
         at every step before the next layer (the last: before the output head). The
         states carried in time are not masked.
+      compute_dtype: precision of the matmuls (`"bf16"` or `tf.bfloat16`: inputs and
+        kernels cast to bfloat16, products cast back; gates, states and the logits stay
+        in the params' dtype). None: the params' dtype.
 
     Returns:
       logits :: `pb + rest + [T, V_out]` (or time-major), and the final state.
@@ -713,15 +781,21 @@ def cell_logits(
     k = _batch_ndims(params)
     tokens = tf.convert_to_tensor(tokens)
     extra = tokens.shape.rank - 1 - k
-    hidden, final = _layers(params, tokens, state, cell, keep_top=True, masks=masks)
+    compute = precision_dtype(compute_dtype)
+    hidden, final = _layers(params, tokens, state, cell, True, masks, compute)
     out = params["output"]
-    logits = _matmul(hidden, out["kernel"], k, lead=1)
+    logits = _matmul(hidden, out["kernel"], k, lead=1, compute=compute)
     logits = logits + _expand_param(out["bias"], k, extra, lead=1)
     return (logits if time_major else _to_batch_major(logits)), final
 
 
 def cell_step(
-    params: dict, token: tf.Tensor | None, state, *, cell: str | Cell | None = None
+    params: dict,
+    token: tf.Tensor | None,
+    state,
+    *,
+    cell: str | Cell | None = None,
+    compute_dtype=None,
 ) -> tuple[tf.Tensor, tuple]:
     """One step through all layers and the output head.
 
@@ -738,6 +812,7 @@ def cell_step(
     k = _batch_ndims(params)
     new_states = []
     x = None
+    compute = precision_dtype(compute_dtype)
     for index in range(_num_layers(params)):
         layer = params[f"layer_{index}"]
         layer_state = state[index]
@@ -749,18 +824,20 @@ def cell_step(
                 gather = _row_gather(layer["input_kernel"], k, token.shape.rank - k)
                 a = a + gather(token)
         else:
-            a = a + _matmul(x, layer["input_kernel"], k)
-        r = _matmul(layer_state.h, layer["recurrent_kernel"], k)
+            a = a + _matmul(x, layer["input_kernel"], k, compute=compute)
+        r = _matmul(layer_state.h, layer["recurrent_kernel"], k, compute=compute)
         new = cell.update(a, r, layer_state)
         new_states.append(new)
         x = new.h
     out = params["output"]
     extra = x.shape.rank - 1 - k
-    logits = _matmul(x, out["kernel"], k) + _expand_param(out["bias"], k, extra)
+    logits = _matmul(x, out["kernel"], k, compute=compute) + _expand_param(out["bias"], k, extra)
     return logits, tuple(new_states)
 
 
-def cell_start(params: dict, *, cell: str | Cell | None = None) -> tuple[tf.Tensor, tuple]:
+def cell_start(
+    params: dict, *, cell: str | Cell | None = None, compute_dtype=None
+) -> tuple[tf.Tensor, tuple]:
     """The first step of a sequence: zero state, no input token.
 
     Returns logits :: `pb + [V_out]` and the state after it (`pb + [H]` per layer).
@@ -768,4 +845,4 @@ def cell_start(params: dict, *, cell: str | Cell | None = None) -> tuple[tf.Tens
     k = _batch_ndims(params)
     batch = tf.shape(params["layer_0"]["bias"])[:k]
     state = cell_initial_state(params, batch, cell=cell)
-    return cell_step(params, None, state, cell=cell)
+    return cell_step(params, None, state, cell=cell, compute_dtype=compute_dtype)

@@ -201,3 +201,19 @@ def test_merge_rounds_pools_repeats():
     assert merged["round_medians"] == [2.0, 5.0]
     assert merged["compile_seconds"] == 2.0 and merged["peak_rss_mb"] == 30.0
     assert merged["failed_rounds"] == ["timed out"]
+
+
+def test_bf16_rows_run_or_record_why_not(tmp_path):
+    """probseq_bf16 runs with its precision; a peer that refuses bfloat16 (the Keras LSTM's
+    sampler, given fp32 states under mixed_bfloat16) keeps its row, with the error."""
+    cases, impls = ["eval_charrnn", "sample_64x64"], ["probseq_bf16", "tf_keras_bf16"]
+    document = _run_suite(
+        tmp_path, "--in-process", "--no-matmul", "--cases", *cases, "--implementations", *impls
+    )
+    rows = {(r["case"], r["implementation"]): r for r in document["results"]}
+    for case in cases:
+        assert "precision=bf16" in rows[(case, "probseq_bf16")]["notes"]
+        assert rows[(case, "probseq_bf16")]["median"] > 0
+    keras = rows[("eval_charrnn", "tf_keras_bf16")]
+    assert "error" in keras or "mixed_bfloat16" in keras["notes"]
+    assert ("sample_64x64", "tf_keras_bf16") in rows  # ran, or failed and says why

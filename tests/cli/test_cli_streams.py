@@ -154,3 +154,22 @@ def test_evaluate_dynamic_reports_and_leaves_the_run_unchanged(tmp_path, corpus,
         np.testing.assert_array_equal(old, variable.numpy())
     assert main(["evaluate", str(run), "--dynamic", "--dynamic-lr", "-1"]) == 2
     assert "learning_rate must be a number >= 0" in capsys.readouterr().err
+
+
+def test_bf16_training_ends_within_0_02_bits_of_fp32(tmp_path, corpus, capsys):
+    """The same run (steps, seed) with bfloat16 matmuls and in fp32: validation bits/char
+    within 0.02 of each other; the run records the precision, `auto` says what it chose."""
+    steps = ["--max-steps", "60", "--eval-every", "60", "--learning-rate", "0.03"]
+    results = {}
+    for precision in ("fp32", "bf16"):
+        run = tmp_path / precision
+        assert _train(run, corpus, *steps, "--precision", precision) == 0
+        assert json.loads((run / "config.json").read_text())["precision"] == precision
+        results[precision] = json.loads((run / "metrics.json").read_text())
+    fp32, bf16 = (results[p]["valid_bits_per_char"] for p in ("fp32", "bf16"))
+    assert fp32 < 3.3  # it learned (uniform over the vocabulary: 3.8)
+    assert abs(bf16 - fp32) < 0.02 and bf16 != fp32
+    capsys.readouterr()
+    assert _train(tmp_path / "auto", corpus, "--max-steps", "1", "--precision", "auto") == 0
+    chosen = json.loads((tmp_path / "auto" / "config.json").read_text())["precision"]
+    assert chosen in ("fp32", "bf16") and f"precision: {chosen} (auto: " in capsys.readouterr().err
