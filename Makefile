@@ -28,7 +28,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) benchmarks/run.py $(ARGS)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) benchmarks/run.py --max-rounds 4 $(ARGS)
 
 # The forecasting benchmark with its GluonTS peer, in its own venv (GluonTS needs pandas < 3).
 FC_VENV := .venv-forecast

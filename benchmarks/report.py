@@ -39,6 +39,15 @@ def flops_table(cases: list[str], quick: bool) -> dict:
     return out
 
 
+def _spread(row: dict) -> str:
+    """The medians' spread over rounds, `(max - min) / median`, flagged when above the
+    run's target (then no 5% comparison can be made from it)."""
+    spread = row.get("spread")
+    if spread is None:
+        return "one round"
+    return f"{100 * spread:.1f}%" + ("" if row.get("spread_ok") else " (too wide)")
+
+
 def _fmt(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "-"
@@ -178,20 +187,20 @@ def markdown(document: dict) -> str:
         )
         lines.append("")
         header = (
-            "| implementation | median | min | max | medians per round | compile s "
+            "| implementation | median | min | max | medians per round | spread | compile s "
             "| peak RSS MB | probseq / this (per round) |"
         )
         if case in flops and peak:
             header += " % of matmul rate |"
         lines.append(header)
         lines.append(
-            "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if "% of" in header else "")
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if "% of" in header else "")
         )
         for impl in [i for i in ORDER if i in rows] + [i for i in rows if i not in ORDER]:
             r = rows[impl]
             name = impl + (f" (= {r['variant']})" if impl == "probseq" and "variant" in r else "")
             if r.get("median") is None:
-                lines.append(f"| {name} | failed: {r.get('error', '?')} | | | | | | |")
+                lines.append(f"| {name} | failed: {r.get('error', '?')} | | | | | | | |")
                 continue
             rounds = r.get("round_medians", [r["median"]])
             ratio = "" if impl.startswith("probseq") else _fmt(_ratio(ps, r), 2)
@@ -201,7 +210,7 @@ def markdown(document: dict) -> str:
                 ratio += " (" + " / ".join(f"{x:.2f}" for x in per_round) + ")"
             line = (
                 f"| {name} | {_fmt(r['median'])} | {_fmt(r['min'])} | {_fmt(r['max'])} | "
-                f"{' / '.join(_fmt(x) for x in rounds)} | "
+                f"{' / '.join(_fmt(x) for x in rounds)} | {_spread(r)} | "
                 f"{r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} |"
             )
             if case in flops and peak:

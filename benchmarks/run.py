@@ -231,6 +231,27 @@ def select_probseq(results: list[dict]) -> list[dict]:
     return rows
 
 
+def spread_of(medians: list[float]) -> float | None:
+    """(max - min) / median of the medians per round; None for fewer than two rounds."""
+    if len(medians) < 2:
+        return None
+    return (max(medians) - min(medians)) / statistics.median(medians)
+
+
+def _too_spread(runs: dict, args: argparse.Namespace, done: int) -> list[tuple[str, str]]:
+    """The pairs to run once more: their spread over rounds is above the target and
+    fewer than `--max-rounds` rounds ran."""
+    if done >= (args.max_rounds or args.rounds):
+        return []
+    again = []
+    for pair, rows in runs.items():
+        medians = [r["median"] for r in rows if r.get("median") is not None]
+        spread = spread_of(medians)
+        if medians and (spread is None or spread > args.target_spread):
+            again.append(pair)
+    return again
+
+
 def merge_rounds(rows: list[dict]) -> dict:
     """One result row from the runs of a pair in several rounds (fresh process each).
 
@@ -252,6 +273,7 @@ def merge_rounds(rows: list[dict]) -> dict:
         repeats=len(rates),
         rounds=len(good),
         round_medians=[r["median"] for r in good],
+        spread=spread_of([r["median"] for r in good]),
         compile_seconds=statistics.median(r["compile_seconds"] for r in good),
         peak_rss_mb=max(r["peak_rss_mb"] for r in good),
         cpu_per_wall=statistics.median(r["cpu_per_wall"] for r in good),
@@ -279,6 +301,16 @@ def main(argv: list[str] | None = None) -> dict | None:
         type=int,
         default=2,
         help="run every pair this many times, interleaved (pools repeats; for shared machines)",
+    )
+    parser.add_argument(
+        "--target-spread",
+        type=float,
+        default=0.05,
+        help="after --rounds, repeat the pairs whose medians per round differ by more than "
+        "this fraction of their median (a 5%% comparison needs <= 0.05)",
+    )
+    parser.add_argument(
+        "--max-rounds", type=int, default=None, help="rounds at most (default: --rounds)"
     )
     parser.add_argument("--quick", action="store_true", help="tiny shapes (for tests)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks"), help="output directory")
@@ -334,10 +366,12 @@ def main(argv: list[str] | None = None) -> dict | None:
                 print(f"{case:14s} {impl:14s} skipped (torch not installed)", flush=True)
                 continue
             pairs.append((case, impl))
-    for round_index in range(args.rounds):
-        if args.rounds > 1:
-            print(f"round {round_index + 1} of {args.rounds}", flush=True)
-        for case, impl in pairs:
+    round_index = 0
+    todo = list(pairs)
+    while todo:
+        if args.rounds > 1 or round_index:
+            print(f"round {round_index + 1} ({len(todo)} pairs)", flush=True)
+        for case, impl in todo:
             t0 = time.perf_counter()
             if args.in_process:
                 try:
@@ -363,7 +397,13 @@ def main(argv: list[str] | None = None) -> dict | None:
                 )
             row["wall_seconds"] = wall
             runs.setdefault((case, impl), []).append(row)
+        round_index += 1
+        # After the fixed rounds, more rounds for the pairs whose medians per round still
+        # differ by more than the target (up to --max-rounds in all).
+        todo = [] if round_index < args.rounds else _too_spread(runs, args, round_index)
     results = [merge_rounds(rows) for rows in runs.values()]
+    for row in results:
+        row["spread_ok"] = row.get("spread") is not None and row["spread"] <= args.target_spread
     results += select_probseq(results)
     machine["load_avg_at_end"] = list(os.getloadavg())
     document = {

@@ -217,3 +217,17 @@ def test_bf16_rows_run_or_record_why_not(tmp_path):
     keras = rows[("eval_charrnn", "tf_keras_bf16")]
     assert "error" in keras or "mixed_bfloat16" in keras["notes"]
     assert ("sample_64x64", "tf_keras_bf16") in rows  # ran, or failed and says why
+
+
+def test_rounds_repeat_until_the_spread_allows_the_comparison(tmp_path):
+    """After --rounds, pairs whose medians per round differ by more than --target-spread
+    run again, up to --max-rounds; every row reports its spread."""
+    args = ["--in-process", "--no-matmul", "--cases", "sample_64x64", "--implementations",
+            "probseq_graph"]  # fmt: skip
+    strict = _run_suite(tmp_path / "strict", *args, "--max-rounds", "3", "--target-spread", "0")
+    row = next(r for r in strict["results"] if r["implementation"] == "probseq_graph")
+    assert row["rounds"] == 3 and row["spread"] > 0 and row["spread_ok"] is False
+    assert "(too wide)" in (tmp_path / "strict" / "RESULTS.md").read_text()
+    loose = _run_suite(tmp_path / "loose", *args, "--max-rounds", "4", "--target-spread", "10")
+    row = next(r for r in loose["results"] if r["implementation"] == "probseq_graph")
+    assert row["rounds"] == 2 and row["spread_ok"] is True  # one more round sufficed
