@@ -124,7 +124,10 @@ def run_char_lm_experiment(
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     config = resolve_config(overrides=overrides)
-    use_probseq_threads(config.batch_size, [config.hidden_size] * config.num_layers)
+    # The thread set-up measured on this machine for this shape (cached), not guessed.
+    threads = use_probseq_threads(
+        config.batch_size, [config.hidden_size] * config.num_layers, measure=not args.tiny
+    )
     started = time.perf_counter()
     metrics = train(
         config,
@@ -151,10 +154,12 @@ def run_char_lm_experiment(
         args.run_dir, prime=prime, length=args.sample_length, temperature=0.8, seed=1
     )[0]
     machine = dict(cpu_info(), fp32_matmul_gflops=round(matmul_gflops(), 1))
+    machine["bf16_matmul_gflops"] = round(matmul_gflops(dtype="bfloat16"), 1)
     results = {
         "experiment": name,
         "run_dir": str(Path(args.run_dir).resolve()),
         "machine": machine,
+        "threads": threads,
         "corpus": config.corpus,
         "config": metrics["config"],
         "steps": metrics["step"],
@@ -198,9 +203,11 @@ def _print_summary(name: str, results: dict[str, Any], path: Path) -> None:
     )
     machine = results["machine"]
     print(
-        f"machine: {describe_machine(machine)}; fp32 matmul {machine['fp32_matmul_gflops']:.0f} "
-        "GFLOP/s (a time budget buys fewer steps on a slower or busier machine)"
+        f"machine: {describe_machine(machine)}; matmul {machine['fp32_matmul_gflops']:.0f} "
+        f"GFLOP/s fp32, {machine['bf16_matmul_gflops']:.0f} bf16 (a time budget buys fewer "
+        "steps on a slower or busier machine)"
     )
+    print(f"training precision: {results['config']['precision']}; threads: {results['threads']}")
     print(
         f"held-out test, {windows['num_steps']}-char windows: "
         f"NLL {windows['nll_nats_per_window']:.2f} nats/window, "

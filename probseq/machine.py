@@ -53,10 +53,10 @@ def describe_machine(info: dict | None = None) -> str:
     return f"{info.get('cpu_model')}, {cpus} CPUs, flags: {flags}"
 
 
-def matmul_gflops(size: int = 1024, seconds: float = 0.3) -> float:
-    """This machine's fp32 matmul rate with TensorFlow right now (GFLOP/s): the median
-    of timed eager `[size, size] x [size, size]` products over about `seconds`, after a
-    warm-up. A quick probe to report next to a time-budgeted result (a loaded machine
+def matmul_gflops(size: int = 1024, seconds: float = 0.3, dtype: str = "float32") -> float:
+    """This machine's matmul rate with TensorFlow right now (GFLOP/s, `dtype` fp32 or
+    `"bfloat16"`): the median of timed eager `[size, size] x [size, size]` products over
+    about `seconds`, after a warm-up. A quick probe to report next to a time-budgeted result (a loaded machine
     shows as a low figure); `benchmarks/matmul_peak.py` measures the peak properly."""
     import statistics
     import time
@@ -64,7 +64,7 @@ def matmul_gflops(size: int = 1024, seconds: float = 0.3) -> float:
     import numpy as np
     import tensorflow as tf
 
-    a = tf.constant(np.random.default_rng(0).standard_normal((size, size), np.float32))
+    a = tf.constant(np.random.default_rng(0).standard_normal((size, size), np.float32), dtype)
     tf.matmul(a, a).numpy()  # warm-up
     times = []
     deadline = time.perf_counter() + seconds
