@@ -56,8 +56,8 @@ def describe_machine(info: dict | None = None) -> str:
 def matmul_gflops(size: int = 1024, seconds: float = 0.3, dtype: str = "float32") -> float:
     """This machine's matmul rate with TensorFlow right now (GFLOP/s, `dtype` fp32 or
     `"bfloat16"`): the median of timed eager `[size, size] x [size, size]` products over
-    about `seconds`, after a warm-up. A quick probe to report next to a time-budgeted result (a loaded machine
-    shows as a low figure); `benchmarks/matmul_peak.py` measures the peak properly."""
+    about `seconds`, after a warm-up. A quick probe to report next to a time-budgeted
+    result (a loaded machine shows as a low figure); `benchmarks/matmul_peak.py` measures the peak properly."""
     import statistics
     import time
 
