@@ -57,7 +57,8 @@ def matmul_gflops(size: int = 1024, seconds: float = 0.3, dtype: str = "float32"
     """This machine's matmul rate with TensorFlow right now (GFLOP/s, `dtype` fp32 or
     `"bfloat16"`): the median of timed eager `[size, size] x [size, size]` products over
     about `seconds`, after a warm-up. A quick probe to report next to a time-budgeted
-    result (a loaded machine shows as a low figure); `benchmarks/matmul_peak.py` measures the peak properly."""
+    result (a loaded machine shows as a low figure); `benchmarks/matmul_peak.py`
+    measures the peak properly."""
     import statistics
     import time
 
