@@ -50,6 +50,7 @@ _OVERRIDABLE = (
     "num_steps",
     "sequences",
     "dropout",
+    "state_reset",
     "weight_decay",
     "cell",
     "warmup_steps",
@@ -75,6 +76,9 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, *, corpus: str, ru
         help="windows (each from a zero state) or streams (state carried: truncated BPTT)",
     )
     parser.add_argument("--dropout", type=float, default=None, help="locked dropout rate")
+    parser.add_argument(
+        "--state-reset", type=float, default=None, help="streams: P(reset a stream's state)"
+    )
     parser.add_argument("--weight-decay", type=float, default=None, help="decoupled (AdamW)")
     parser.add_argument("--cell", choices=("lstm", "lnlstm", "gru", "rnn"), default=None)
     parser.add_argument("--warmup-steps", type=int, default=None)
@@ -100,6 +104,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, *, corpus: str, ru
     parser.add_argument("--dynamic-decay", type=float, default=defaults.decay)
     parser.add_argument("--dynamic-segment", type=int, default=defaults.segment_length)
     parser.add_argument("--dynamic-streams", type=int, default=defaults.num_streams)
+    parser.add_argument("--dynamic-method", choices=("sgd", "rms"), default=defaults.method)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--json", action="store_true", help="print the results JSON (only) on stdout"
@@ -145,6 +150,7 @@ def run_char_lm_experiment(
             learning_rate=args.dynamic_lr,
             decay=args.dynamic_decay,
             num_streams=args.dynamic_streams,
+            method=args.dynamic_method,
         )
         if args.tiny:  # a smoke test: 64 streams of long segments, seconds not minutes
             settings = dataclasses.replace(settings, num_streams=64, segment_length=200)
@@ -223,8 +229,9 @@ def _print_summary(name: str, results: dict[str, Any], path: Path) -> None:
         settings = dynamic["dynamic"]
         print(
             f"held-out test, dynamic evaluation (each char scored before the model learns "
-            f"from its {settings['segment_length']}-char segment; SGD step "
-            f"{settings['learning_rate']:g}): {dynamic['nll_nats_per_char']:.4f} nats/char, "
+            f"from its {settings['segment_length']}-char segment; "
+            f"{settings['method'].upper()} step {settings['learning_rate']:g}): "
+            f"{dynamic['nll_nats_per_char']:.4f} nats/char, "
             f"{dynamic['bits_per_char']:.4f} bits/char"
         )
     print(f"sample (temperature 0.8):\n{results['sample_temperature_0.8']}")

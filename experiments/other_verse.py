@@ -42,6 +42,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--dynamic-lr", type=float, default=defaults.learning_rate)
     parser.add_argument("--dynamic-decay", type=float, default=defaults.decay)
     parser.add_argument("--dynamic-segment", type=int, default=defaults.segment_length)
+    parser.add_argument("--dynamic-method", choices=("sgd", "rms"), default=defaults.method)
     parser.add_argument("--max-chars", type=int, default=None, help="score only the start")
     parser.add_argument("--json", action="store_true", help="print the results JSON only")
     args = parser.parse_args(argv)
@@ -51,6 +52,7 @@ def main(argv=None) -> dict:
         segment_length=args.dynamic_segment,
         learning_rate=args.dynamic_lr,
         decay=args.dynamic_decay,
+        method=args.dynamic_method,
     )
     started = time.perf_counter()
     common = dict(on_unknown="replace", replacement=" ")

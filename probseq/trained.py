@@ -273,8 +273,16 @@ class TrainedModel:
             context=context,
             dynamic=dynamic,
             progress=progress,
+            train_ids=self._dynamic_train_ids(dynamic) if mode == "dynamic" else None,
         )
         return self._with_provenance(result, num_unknown, on_unknown)
+
+    def _dynamic_train_ids(self, dynamic):
+        """RMS dynamic evaluation measures gradients on the end of the training split."""
+        if dynamic is None or dynamic.method != "rms":
+            return None
+        needed = (dynamic.rms_segments + 1) * dynamic.segment_length + 1
+        return self.vocabulary.encode(self.corpus().text("train")[-needed:])
 
     @property
     def eos(self) -> int | None:

@@ -78,6 +78,11 @@ class TrainConfig:
         ("windows", "streams", "lines"),
     )
     max_line_length: int = _field(200, "sequences=lines: characters per line at most (longer: cut)")
+    state_reset: float = _field(
+        0.0,
+        "sequences=streams: probability that a stream's carried state is reset to zero "
+        "before a batch (so the model also learns to start from nothing)",
+    )
     batch_size: int = _field(128, "windows per batch")
     learning_rate: float = _field(2e-3, "peak Adam learning rate")
     min_learning_rate_fraction: float = _field(0.05, "final LR as a fraction of the peak (cosine)")
@@ -137,6 +142,11 @@ class TrainConfig:
             "sequences must be 'windows', 'streams' or 'lines'",
         )
         _check(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+        _check(0 <= self.state_reset <= 1, "state_reset must be in [0, 1]")
+        _check(
+            self.state_reset == 0 or self.sequences == "streams",
+            "state_reset applies to sequences='streams'",
+        )
         _check(self.precision in ("auto", "fp32", "bf16"), "precision: auto, fp32 or bf16")
         _check(
             self.precision == "fp32" or (self.method == "map" and self.sequences != "lines"),

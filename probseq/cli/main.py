@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"dynamic: contiguous streams read in parallel (default {defaults.num_streams})",
     )
     evaluate.add_argument(
+        "--dynamic-method",
+        choices=("sgd", "rms"),
+        default=defaults.method,
+        help="dynamic: plain SGD steps, or rms (steps scaled by the gradients' RMS measured "
+        f"on the end of the training split, Krause et al.; default {defaults.method})",
+    )
+    evaluate.add_argument(
         "--no-progress", action="store_true", help="no progress bar (dynamic evaluation)"
     )
     evaluate.add_argument(
@@ -264,6 +271,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             learning_rate=args.dynamic_lr,
             decay=args.dynamic_decay,
             num_streams=args.dynamic_streams,
+            method=args.dynamic_method,
         )
         progress = None if args.no_progress else _CharProgress("dynamic evaluation")
     try:
@@ -354,9 +362,9 @@ def format_evaluation(result: dict) -> str:
             "dynamic evaluation: "
             + ("one stream" if streams == 1 else f"{streams} contiguous streams")
             + f", the {result['weights']} weights learning from each "
-            f"{settings['segment_length']}-char segment after scoring it (SGD step "
-            f"{settings['learning_rate']:g}, decay {settings['decay']:g}); the saved model "
-            "is unchanged"
+            f"{settings['segment_length']}-char segment after scoring it "
+            f"({settings.get('method', 'sgd').upper()} step {settings['learning_rate']:g}, "
+            f"decay {settings['decay']:g}); the saved model is unchanged"
         )
     else:
         mode = "one stream, state carried over the whole text"

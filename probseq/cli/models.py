@@ -87,6 +87,7 @@ class RunModel:
         context: int = 0,
         dynamic=None,
         progress=None,
+        train_ids=None,
     ) -> dict[str, Any]:
         """Held-out metrics as a JSON-ready dict (posterior predictive for VI runs).
 
@@ -106,6 +107,7 @@ class RunModel:
                 dynamic=dynamic,
                 params=params,
                 progress=progress,
+                train_ids=train_ids,
             ).as_dict()
             out["weights"] = "MAP" if self.surrogate is None else "posterior mean"
             return out

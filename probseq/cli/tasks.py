@@ -133,8 +133,9 @@ class _CarriedState(tf.Module):
         self._types = [type(layer) for layer in zero]
 
     def read(self, reset: tf.Tensor) -> tuple:
-        """The carried state, or zeros where `reset` (a scalar bool) is true."""
+        """The carried state, zeros where `reset` (a bool scalar, or `[B]` per stream)."""
         keep = 1.0 - tf.cast(reset, self.layers[0][0].dtype)
+        keep = tf.reshape(keep, [-1, 1]) if keep.shape.rank == 1 else keep
         return tuple(
             kind(*[v * keep for v in layer])
             for kind, layer in zip(self._types, self.layers, strict=True)
@@ -181,7 +182,13 @@ class StreamsTask(WindowsTask):
         carried state (then stored for the next batch)."""
         network = self.network
         windows = batch["windows"]  # :: [B, T + 1]
-        state = self.carried.read(tf.equal(batch["batch"], 0))
+        reset = tf.fill(tf.shape(windows)[:1], tf.equal(batch["batch"], 0))  # :: [B]
+        if self.config.state_reset:  # per stream, from the step's seed (resumable)
+            draw = tf.random.stateless_uniform(
+                tf.shape(reset), seed=tf.random.experimental.stateless_fold_in(seed, 7)
+            )
+            reset = reset | (draw < self.config.state_reset)
+        state = self.carried.read(reset)
         log_probs, final = token_log_probs(
             network.params,
             windows[:, :-1],

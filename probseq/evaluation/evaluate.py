@@ -39,6 +39,7 @@ def evaluate(
     context: int = 0,
     dynamic=None,
     precision: str = "fp32",
+    train_ids=None,
 ) -> EvaluationResult:
     """Negative log-likelihood of a token text under an LSTM sequence model.
 
@@ -77,7 +78,8 @@ def evaluate(
     * `"dynamic"`: dynamic evaluation (Krause et al., 2018): a stream whose model
       learns from each segment right after scoring it, so every character is scored
       before the model has learned from it (`dynamic_evaluate`, settings in `dynamic=`,
-      a `DynamicSettings`). The model passed in is not changed.
+      a `DynamicSettings`; its `method="rms"` needs `train_ids`, training text). The
+      model passed in is not changed.
 
     Posterior draws. If the params carry a leading dim `S` (every leaf `[S] + core`),
     all draws are scored in one batched pass. Windows mode returns the per-draw
@@ -156,6 +158,7 @@ def evaluate(
             model,
             ids,
             dynamic,
+            train_ids=train_ids,
             params=params,
             temperature=temperature,
             cell=cell,

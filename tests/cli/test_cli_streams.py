@@ -3,6 +3,7 @@ batches, exact resume, locked dropout and decoupled weight decay (issue 14)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -83,6 +84,14 @@ def test_the_loss_reads_each_stream_on_from_the_state_it_left(corpus):
     # a later run starting at batch 2 resumes there (contiguous_batches' own contract)
     again = next(iter(task.dataset(1)))
     np.testing.assert_array_equal(again["windows"].numpy(), batches[1]["windows"])
+    # state_reset=1: every batch from zeros (each stream's state dropped before it)
+    reset = StreamsTask(dataclasses.replace(config, state_reset=1.0), corpus_, network)
+    second = reset.log_likelihood_fn(batches[1], seed=tf.constant([1, 3]))
+    alone, _ = token_log_probs(
+        network.params, batches[1]["windows"][:, :-1], tf.transpose(batches[1]["windows"][:, 1:]),
+        zero, cell=get_cell("lstm"),
+    )  # fmt: skip
+    np.testing.assert_allclose(second.numpy(), tf.reduce_sum(alone, 0).numpy(), rtol=1e-5)
 
 
 def test_dropout_and_weight_decay_train_and_are_recorded(tmp_path, corpus, capsys):
@@ -112,6 +121,7 @@ def test_dropout_and_weight_decay_train_and_are_recorded(tmp_path, corpus, capsy
         (dict(dropout=0.1, sequences="lines"), "not 'lines'"),
         (dict(dropout=1.0), "dropout must be in"),
         (dict(weight_decay=-1.0), "weight_decay must be >= 0"),
+        (dict(state_reset=0.5), "state_reset applies to sequences='streams'"),
     ],
 )
 def test_bad_settings_are_refused(settings, message):

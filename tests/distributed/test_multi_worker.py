@@ -117,9 +117,9 @@ def test_two_workers_train_like_one_process_and_resume_after_a_dead_worker(tmp_p
     """1. Same global batches, same update: a two-worker run's loss trajectory and final
     weights (VI: the posterior's locs and scales; one weight draw per step shared by the
     replicas through the step seed, the KL counted once) equal a single-process run's.
-    2. Kill worker 1 of a second run after its first checkpoint: worker 0 exits with the
-    clear error within 60 s; restarting both resumes from the checkpoint and ends with
-    the weights of the uninterrupted two-worker run."""
+    2. (MAP) Kill worker 1 of a second run after its first checkpoint: worker 0 exits
+    with the clear error within 60 s; restarting both resumes from the checkpoint and
+    ends with the weights of the uninterrupted two-worker run."""
     extra = ["--method", method, "--max-steps", "120", "--checkpoint-every", "20"]
     _single(tmp_path, tmp_path / "single", extra)
     processes, logs = _workers(tmp_path, tmp_path / "multi", extra)
@@ -140,6 +140,8 @@ def test_two_workers_train_like_one_process_and_resume_after_a_dead_worker(tmp_p
     assert metrics["step"] == 120
     # The other worker saved its checkpoints (a collective) to a temporary dir, now gone.
     assert [p.name for p in (tmp_path / "run-tmp1").iterdir() if "probseq" in p.name] == []
+    if method == "variational":
+        return  # losing a worker and resuming do not depend on the method: tested with MAP
 
     run_dir = tmp_path / "killed"
     processes, logs = _workers(tmp_path, run_dir, extra, name="killed")
