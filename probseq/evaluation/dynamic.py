@@ -10,7 +10,7 @@ state carried throughout, in segments of `segment_length` characters. For segmen
    `method="sgd"`: `w_{j+1} = w_j - lr * g + decay * (w_0 - w_j)`, SGD pulled back
    towards the trained weights `w_0` (Krause et al.'s global prior);
    `method="rms"` (their "RMS with global prior"): `w_{j+1} = w_j - lr * g / (sqrt(MS) +
-   eps) + decay * r * (w_0 - w_j)`, where `MS` is the mean square of single-segment
+   eps) + decay * r * (w_0 - w_j)` (`eps`: a tenth of the mean `sqrt(MS)`), where `MS` is the mean square of single-segment
    gradients measured beforehand on training text (`train_ids`: contiguous segments,
    state carried, weights fixed) and `r = sqrt(MS) / mean(sqrt(MS))` per weight, capped
    at `1 / decay`, so weights that training moves little are pulled back harder.
@@ -150,6 +150,7 @@ def dynamic_evaluate(
 
 
 _EPSILON = 1e-8
+_RMS_FLOOR = 0.1  # of the mean RMS: the smallest RMS a step is divided by
 
 
 def _score(cell, spec, weights, state, inputs, targets, mask, temperature):
@@ -206,7 +207,10 @@ def _rms_scales(resolved, spec, weights, train_ids, settings, temperature, jit_c
     roots = [tf.sqrt(s / count) for s in sums]
     mean_root = tf.add_n([tf.reduce_sum(r) for r in roots]) / sum(int(tf.size(r)) for r in roots)
     cap = 1.0 / settings.decay if settings.decay > 0 else 1.0
-    inverse = [1.0 / (r + _EPSILON) for r in roots]
+    # The floor keeps weights the stretch never moved (e.g. the token-table rows of
+    # characters it does not contain, MS = 0) from taking unbounded steps.
+    floor = _RMS_FLOOR * mean_root + _EPSILON
+    inverse = [1.0 / (r + floor) for r in roots]
     prior = [tf.minimum(r / mean_root, cap) for r in roots]
     return inverse, prior
 
