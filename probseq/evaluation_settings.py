@@ -25,11 +25,12 @@ class DynamicSettings:
       rms_segments: `"rms"`: training segments the mean square is measured over.
     """
 
+    # Chosen on the validation split (experiments/dynamic_tuning.py, RESULTS.md).
     segment_length: int = 50
-    learning_rate: float = 0.1
-    decay: float = 0.0
+    learning_rate: float = 3e-4
+    decay: float = 0.001
     num_streams: int = 1
-    method: str = "sgd"
+    method: str = "rms"
     rms_segments: int = 200
 
     def __post_init__(self):

@@ -145,13 +145,14 @@ def test_evaluate_dynamic_reports_and_leaves_the_run_unchanged(tmp_path, corpus,
     assert _train(run, corpus, "--max-steps", "2") == 0
     before = [v.numpy().copy() for v in probseq.load(run).network.trainable_variables]
     capsys.readouterr()
-    flags = ["--dynamic", "--dynamic-lr", "0.5", "--dynamic-segment", "30", "--no-progress"]
+    flags = ["--dynamic", "--dynamic-lr", "0.5", "--dynamic-segment", "30", "--no-progress",
+             "--dynamic-method", "sgd"]  # fmt: skip
     assert main(["evaluate", str(run), "--split", "test", *flags, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     model = probseq.load(run)
     ids = model.encode(model.corpus().text("test"))
     direct = dynamic_evaluate(
-        model.network, ids, DynamicSettings(segment_length=30, learning_rate=0.5)
+        model.network, ids, DynamicSettings(segment_length=30, learning_rate=0.5, method="sgd")
     )
     assert result["mode"] == "dynamic" and result["weights"] == "MAP"
     assert result["bits_per_char"] == pytest.approx(direct.bits_per_char, rel=1e-5)

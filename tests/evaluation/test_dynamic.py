@@ -23,13 +23,15 @@ def _uniform_text(n: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("num_streams", [1, 3])
 def test_without_learning_it_is_the_stream_log_likelihood(network, num_streams):
     ids = _uniform_text(700)
-    settings = DynamicSettings(segment_length=40, learning_rate=0.0, num_streams=num_streams)
+    settings = DynamicSettings(
+        segment_length=40, learning_rate=0.0, num_streams=num_streams, method="sgd"
+    )
     dynamic = dynamic_evaluate(network, ids, settings)
     stream = evaluate(network, ids, mode="stream", num_streams=num_streams)
     assert dynamic.mode == "dynamic" and dynamic.num_chars == ids.size
     assert dynamic.total_log_prob_nats == pytest.approx(stream.total_log_prob_nats, rel=1e-5)
     assert dynamic.dynamic == dict(
-        segment_length=40, learning_rate=0.0, decay=0.0, num_streams=num_streams,
+        segment_length=40, learning_rate=0.0, decay=0.001, num_streams=num_streams,
         method="sgd", rms_segments=200,
     )  # fmt: skip
     # the same through evaluate(mode="dynamic")
@@ -43,7 +45,7 @@ def test_every_character_is_scored_before_the_model_learns_from_it(network):
     before scoring it (the leak) does, by far. The honest pass, with the same aggressive
     step, stays above log2 V minus sampling noise."""
     ids = _uniform_text(3000, seed=1)
-    settings = DynamicSettings(segment_length=10, learning_rate=5.0)
+    settings = DynamicSettings(segment_length=10, learning_rate=5.0, method="sgd")
     honest = dynamic_evaluate(network, ids, settings)
     leaky = dynamic_evaluate(network, ids, settings, _learn_first=True)
     floor = math.log2(8)
@@ -56,13 +58,15 @@ def test_it_learns_what_the_text_repeats_and_leaves_the_model_alone(network):
     ids = np.tile(motif, 60)
     before = [v.numpy().copy() for v in network.trainable_variables]
     static = evaluate(network, ids, mode="stream")
-    dynamic = dynamic_evaluate(network, ids, DynamicSettings(segment_length=25, learning_rate=4.0))
+    dynamic = dynamic_evaluate(
+        network, ids, DynamicSettings(segment_length=25, learning_rate=4.0, method="sgd")
+    )
     assert dynamic.bits_per_char < static.bits_per_char - 0.5  # measured 2.24 vs 2.97
     for old, variable in zip(before, network.trainable_variables, strict=True):
         np.testing.assert_array_equal(old, variable.numpy())
     # the pull towards the trained weights limits how far it adapts
     pulled = dynamic_evaluate(
-        network, ids, DynamicSettings(segment_length=25, learning_rate=4.0, decay=0.5)
+        network, ids, DynamicSettings(segment_length=25, learning_rate=4.0, decay=0.5, method="sgd")
     )
     assert dynamic.bits_per_char < pulled.bits_per_char < static.bits_per_char
 
@@ -78,7 +82,7 @@ def test_bad_settings_and_inputs_are_refused(network):
     with pytest.raises(TypeError, match="DynamicSettings"):
         dynamic_evaluate(network, ids, {"learning_rate": 0.1})
     with pytest.raises(ValueError, match="applies to mode='dynamic' only"):
-        evaluate(network, ids, mode="stream", dynamic=DynamicSettings())
+        evaluate(network, ids, mode="stream", dynamic=DynamicSettings(method="sgd"))
     with pytest.raises(ValueError, match="not context / num_streams"):
         evaluate(network, ids, mode="dynamic", num_streams=2)
     draws = {
@@ -86,9 +90,9 @@ def test_bad_settings_and_inputs_are_refused(network):
         for key, layer in network.params.items()
     }
     with pytest.raises(ValueError, match="adapts one set of weights"):
-        dynamic_evaluate(network, ids, params=draws)
+        dynamic_evaluate(network, ids, DynamicSettings(method="sgd"), params=draws)
     with pytest.raises(ValueError, match=r"ids must be in \[0, 8\)"):
-        dynamic_evaluate(network, np.array([1, 2, 9]))
+        dynamic_evaluate(network, np.array([1, 2, 9]), DynamicSettings(method="sgd"))
 
 
 def test_rms_steps_scale_by_the_training_gradients(network):
