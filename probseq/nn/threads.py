@@ -136,18 +136,22 @@ def use_probseq_threads(
     threads, which suit them better. When TensorFlow is already running in this process
     (e.g. `main()` called from Python after other TensorFlow work), its thread settings
     are kept. With `measure=True` the choice is `measured_thread_policy` (a measurement
-    on this machine, cached) instead of `cut_pays`; returns its reason then.
+    on this machine, cached) instead of `cut_pays`. Returns what was chosen and why.
     """
-    reason = None
     if batch_size is not None and measure:
         policy, reason = measured_thread_policy(batch_size, hidden_sizes)
         if policy == "tensorflow":
-            return reason
+            return f"TensorFlow's defaults ({reason})"
+        chosen = f"set_cpu_threads ({reason})"
     elif batch_size is not None and not cut_pays(batch_size, hidden_sizes):
-        return None
-    with contextlib.suppress(RuntimeError):
+        return "TensorFlow's defaults (the batch is too small to cut: cut_pays)"
+    else:
+        chosen = "set_cpu_threads" + (" (cut_pays)" if batch_size is not None else "")
+    try:
         set_cpu_threads()
-    return reason
+    except RuntimeError:
+        return "kept as they were (TensorFlow was already running)"
+    return chosen
 
 
 THREADS_ENV = "PROBSEQ_THREADS"  # "probseq" or "tensorflow": overrides the measurement
