@@ -46,6 +46,7 @@ for _name, _flags in SETTINGS.items():
 # them at a time (the ablations: evaluated without the slow dynamic pass).
 SETTINGS.update({
     "defaults": [],
+    "defaults_lr6e-3": ["--learning-rate", "6e-3", "--skip-dynamic"],
     "defaults_no_state_reset": ["--state-reset", "0", "--skip-dynamic"],
     "defaults_dropout0.1": ["--dropout", "0.1", "--skip-dynamic"],
     "defaults_lnlstm": ["--cell", "lnlstm", "--skip-dynamic"],
