@@ -1,7 +1,8 @@
 """How the defaults of dynamic evaluation were chosen (issue 14): a trained run scored on
 the start of its **validation** split (never the test split) with each setting of a grid.
 
-    python experiments/dynamic_tuning.py --run-dir runs/sweep/streams_b128 --chars 60000
+    python experiments/dynamic_tuning.py --run-dir runs/sweep/streams_b128 --round 1
+    python experiments/dynamic_tuning.py --run-dir runs/sweep/streams_b128 --round 2
 
 Prints one line per setting (bits/char and seconds) after the static stream number, and
 writes them to `dynamic_tuning.json` in the run dir.
@@ -25,31 +26,39 @@ from probseq.evaluation import DynamicSettings
 from probseq.files import atomic_write_text
 from probseq.machine import cpu_info
 
-# (method, segment_length, learning_rate, decay): the grid of the two rounds in
-# experiments/RESULTS.md (SGD steps first, then RMS-scaled steps around the best).
-GRID = (
-    ("sgd", 50, 0.1, 0.0),
-    ("sgd", 50, 0.03, 0.0),
-    ("rms", 50, 1e-4, 0.01),
-    ("rms", 50, 3e-4, 0.01),
-    ("rms", 50, 1e-3, 0.01),
-    ("rms", 50, 3e-4, 0.001),
-    ("rms", 50, 5e-4, 0.05),
-    ("rms", 25, 2e-4, 0.01),
-)
+# (method, segment_length, learning_rate, decay) of the two rounds in
+# experiments/RESULTS.md: SGD steps and RMS-scaled steps on 30,000 validation characters,
+# then RMS settings around the best on 60,000.
+ROUNDS = {
+    1: (
+        ("sgd", 50, 0.1, 0.0),
+        ("sgd", 50, 0.03, 0.0),
+        ("rms", 50, 3e-4, 0.01),
+        ("rms", 50, 1e-3, 0.01),
+        ("rms", 50, 1e-4, 0.01),
+    ),
+    2: (
+        ("rms", 50, 3e-4, 0.01),
+        ("rms", 50, 3e-4, 0.001),
+        ("rms", 50, 5e-4, 0.05),
+        ("rms", 25, 2e-4, 0.01),
+    ),
+}
+CHARS = {1: 30_000, 2: 60_000}
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--chars", type=int, default=60_000, help="validation chars scored")
+    parser.add_argument("--round", type=int, choices=sorted(ROUNDS), default=2)
+    parser.add_argument("--chars", type=int, default=None, help="validation chars scored")
     args = parser.parse_args(argv)
     run = load_run(args.run_dir)
-    text = run.corpus().text("valid")[: args.chars]
+    text = run.corpus().text("valid")[: args.chars or CHARS[args.round]]
     static = run.evaluate_text(text, mode="stream")["bits_per_char"]
     print(f"static (one stream), first {len(text):,} validation chars: {static:.4f}", flush=True)
     rows = []
-    for method, segment, rate, decay in GRID:
+    for method, segment, rate, decay in ROUNDS[args.round]:
         settings = DynamicSettings(
             segment_length=segment, learning_rate=rate, decay=decay, method=method
         )
@@ -68,7 +77,8 @@ def main(argv=None) -> dict:
         settings=rows,
         machine=cpu_info(),
     )
-    atomic_write_text(Path(args.run_dir) / "dynamic_tuning.json", json.dumps(results, indent=2))
+    path = Path(args.run_dir) / f"dynamic_tuning_round{args.round}.json"
+    atomic_write_text(path, json.dumps(results, indent=2))
     return results
 
 

@@ -1,4 +1,4 @@
-"""The LSTMAutoregressive contract for every cell: `LSTMNetwork(cell="lstm"|"gru"|"rnn")`.
+"""The LSTMAutoregressive contract for every cell: `LSTMNetwork(cell="lstm"|"lnlstm"|"gru"|"rnn")`.
 
 Normalization by enumeration (plain, prefix, temperatures, batched params, 2 layers,
 Mixture), log_prob against a plain-numpy implementation of each cell's equations,
@@ -37,6 +37,11 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _layer_norm(x, eps=1e-5):
+    mean = x.mean()
+    return (x - mean) / np.sqrt(((x - mean) ** 2).mean() + eps)
+
+
 def _np_cell(cell: str, a: np.ndarray, r: np.ndarray, state: tuple) -> tuple:
     """The documented equations: `a = x Wx + b`, `r = h Wh`."""
     hidden = state[-1].shape[-1]
@@ -48,6 +53,10 @@ def _np_cell(cell: str, a: np.ndarray, r: np.ndarray, state: tuple) -> tuple:
         z = a + r
         c = _sigmoid(block(z, 1) + 1.0) * state[0] + _sigmoid(block(z, 0)) * np.tanh(block(z, 3))
         return (c, _sigmoid(block(z, 2)) * np.tanh(c))
+    if cell == "lnlstm":  # each gate's h Wh and the new cell normalized over the units
+        z = a + np.concatenate([_layer_norm(block(r, i)) for i in range(4)])
+        c = _sigmoid(block(z, 1) + 1.0) * state[0] + _sigmoid(block(z, 0)) * np.tanh(block(z, 3))
+        return (c, _sigmoid(block(z, 2)) * np.tanh(_layer_norm(c)))
     if cell == "gru":
         reset = _sigmoid(block(a, 0) + block(r, 0))
         update = _sigmoid(block(a, 1) + block(r, 1))
@@ -61,7 +70,7 @@ def _np_log_prob(cell: str, params: dict, x, prefix=(), temperature: float = 1.0
     params = tf.nest.map_structure(lambda p: np.asarray(p, np.float64), params)
     layers = sum(1 for k in params if k.startswith("layer_"))
     zeros = np.zeros(H)
-    state = [(zeros, zeros) if cell == "lstm" else (zeros,) for _ in range(layers)]
+    state = [(zeros, zeros) if cell in ("lstm", "lnlstm") else (zeros,) for _ in range(layers)]
 
     def step(token, state):
         new, x_in = [], None

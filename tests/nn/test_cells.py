@@ -23,12 +23,18 @@ from probseq.nn import (
 )
 
 V, H = 4, 3
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+GATES = {"lstm": 4, "lnlstm": 4, "gru": 3, "rnn": 1}
+LSTM_LIKE = ("lstm", "lnlstm")  # cells whose state is (c, h)
 
 
 # ----------------------------------------------------------- numpy reference
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _layer_norm(x, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps)
 
 
 def np_cell(cell: str, x_proj: np.ndarray, h_proj: np.ndarray, state: tuple) -> tuple:
@@ -44,6 +50,12 @@ def np_cell(cell: str, x_proj: np.ndarray, h_proj: np.ndarray, state: tuple) -> 
         i, f, o, u = (block(z, n) for n in range(4))
         c = _sigmoid(f + 1.0) * c + _sigmoid(i) * np.tanh(u)
         return (c, _sigmoid(o) * np.tanh(c))
+    if cell == "lnlstm":  # each gate's h Wh and the new cell normalized over the units
+        c, _ = state
+        z = x_proj + np.concatenate([_layer_norm(block(h_proj, n)) for n in range(4)], -1)
+        i, f, o, u = (block(z, n) for n in range(4))
+        c = _sigmoid(f + 1.0) * c + _sigmoid(i) * np.tanh(u)
+        return (c, _sigmoid(o) * np.tanh(_layer_norm(c)))
     (h,) = state
     if cell == "gru":
         r = _sigmoid(block(x_proj, 0) + block(h_proj, 0))
@@ -83,7 +95,7 @@ def _random_params(cell: str, num_layers: int, seed: int, batch=()) -> dict:
 
 def _random_state(cell: str, num_layers: int, batch, seed: int) -> tuple:
     rng = np.random.default_rng(seed)
-    kind, size = (LSTMState, 2) if cell == "lstm" else (HiddenState, 1)
+    kind, size = (LSTMState, 2) if cell in LSTM_LIKE else (HiddenState, 1)
     return tuple(
         kind(*(tf.constant(rng.standard_normal(tuple(batch) + (H,))) for _ in range(size)))
         for _ in range(num_layers)
@@ -109,8 +121,8 @@ def test_single_update_matches_numpy_equations(cell):
     rng = np.random.default_rng(3)
     x_proj = rng.standard_normal((2, GATES[cell] * H))
     h_proj = rng.standard_normal((2, GATES[cell] * H))
-    state = tuple(rng.standard_normal((2, H)) for _ in range(2 if cell == "lstm" else 1))
-    tf_state = (LSTMState if cell == "lstm" else HiddenState)(*map(tf.constant, state))
+    state = tuple(rng.standard_normal((2, H)) for _ in range(2 if cell in LSTM_LIKE else 1))
+    tf_state = (LSTMState if cell in LSTM_LIKE else HiddenState)(*map(tf.constant, state))
     new = get_cell(cell).update(tf.constant(x_proj), tf.constant(h_proj), tf_state)
     expected = np_cell(cell, x_proj, h_proj, state)
     assert len(new) == len(expected)
@@ -160,7 +172,7 @@ def test_cell_start_and_step_match_numpy(cell):
     expected, np_state = np_step(cell, np_params, 2, np_state)
     np.testing.assert_allclose(logits, expected, rtol=1e-10, atol=1e-12)
     for layer, np_layer in zip(state, np_state, strict=True):
-        assert type(layer) is (LSTMState if cell == "lstm" else HiddenState)
+        assert type(layer) is (LSTMState if cell in LSTM_LIKE else HiddenState)
         for got, want in zip(layer, np_layer, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
@@ -251,8 +263,8 @@ def test_the_cell_is_stated_and_defaults_to_lstm(cell):
     params = _random_params(cell, 2, seed=71)
     tokens = tf.constant([[1, 0, 3]])
     state = cell_initial_state(params, [1], cell=cell)
-    assert type(state[0]) is (LSTMState if cell == "lstm" else HiddenState)
-    if cell == "lstm":
+    assert type(state[0]) is (LSTMState if cell in LSTM_LIKE else HiddenState)
+    if cell in LSTM_LIKE:
         default, _ = cell_logits(params, tokens, state)
         explicit, _ = cell_logits(params, tokens, state, cell="lstm")
         np.testing.assert_array_equal(default, explicit)

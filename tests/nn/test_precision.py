@@ -91,3 +91,19 @@ def test_auto_picks_bf16_only_with_the_instructions_and_a_measured_gain(tmp_path
     assert machine.choose_precision("auto")[0] == "bf16"  # another CPU, its own probe
     with pytest.raises(ValueError, match="precision must be one of"):
         machine.choose_precision("fast")
+
+
+def test_bf16_sampling_is_reproducible_and_log_prob_tracks_fp32(network):
+    import probseq
+
+    fast = probseq.LSTMAutoregressive(network, 30, precision="bf16")
+    exact = probseq.LSTMAutoregressive(network, 30)
+    assert fast.precision == "bf16" and exact.precision == "fp32"
+    first = fast.sample(16, seed=(3, 4)).numpy()
+    np.testing.assert_array_equal(first, fast.sample(16, seed=(3, 4)).numpy())
+    compiled = tf.function(lambda: fast.sample(16, seed=(3, 4)))
+    np.testing.assert_array_equal(first, compiled().numpy())
+    gap = np.abs(fast.log_prob(first).numpy() - exact.log_prob(first).numpy()) / 30
+    assert gap.max() < 1e-2  # nats per character
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        probseq.LSTMAutoregressive(network, 30, precision="fp16")
