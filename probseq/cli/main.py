@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dynamic-lr",
         type=float,
         default=defaults.learning_rate,
-        help=f"dynamic: SGD step size (default {defaults.learning_rate})",
+        help=f"dynamic: step size (default {defaults.learning_rate}, for the rms method)",
     )
     evaluate.add_argument(
         "--dynamic-decay",
