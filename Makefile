@@ -18,7 +18,7 @@ demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) experiments/shakespeare_char_rnn.py $(ARGS)
 
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q $(ARGS)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q -n 2 $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -228,6 +228,13 @@ def test_rounds_repeat_until_the_spread_allows_the_comparison(tmp_path):
     row = next(r for r in strict["results"] if r["implementation"] == "probseq_graph")
     assert row["rounds"] == 3 and row["spread"] > 0 and row["spread_ok"] is False
     assert "(too wide)" in (tmp_path / "strict" / "RESULTS.md").read_text()
-    loose = _run_suite(tmp_path / "loose", *args, "--max-rounds", "4", "--target-spread", "10")
-    row = next(r for r in loose["results"] if r["implementation"] == "probseq_graph")
-    assert row["rounds"] == 2 and row["spread_ok"] is True  # one more round sufficed
+    # a wide enough target is met after the second round (unit level: no third run)
+    import argparse
+
+    from benchmarks.run import _too_spread
+
+    runs = {("c", "i"): [{"median": 100.0}, {"median": 104.0}]}
+    loose = argparse.Namespace(rounds=1, max_rounds=4, target_spread=0.05)
+    assert _too_spread(runs, loose, 2) == []
+    assert _too_spread(runs, argparse.Namespace(**{**vars(loose), "target_spread": 0.01}), 2)
+    assert _too_spread(runs, argparse.Namespace(**{**vars(loose), "target_spread": 0.01}), 4) == []

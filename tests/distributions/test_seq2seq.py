@@ -46,6 +46,10 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _layer_norm(x, eps=1e-5):
+    return (x - x.mean()) / np.sqrt(x.var() + eps)
+
+
 def _np_cell(cell, x_proj, h_proj, state):
     hidden = state[-1].shape[-1]
     blocks = [lambda z, n=n: z[n * hidden : (n + 1) * hidden] for n in range(4)]
@@ -54,6 +58,11 @@ def _np_cell(cell, x_proj, h_proj, state):
         i, f, o, u = (b(z) for b in blocks)
         c = _sigmoid(f + 1.0) * state[0] + _sigmoid(i) * np.tanh(u)
         return (c, _sigmoid(o) * np.tanh(c))
+    if cell == "lnlstm":  # each gate's h Wh and the new cell normalized over the units
+        z = x_proj + np.concatenate([_layer_norm(b(h_proj)) for b in blocks])
+        i, f, o, u = (b(z) for b in blocks)
+        c = _sigmoid(f + 1.0) * state[0] + _sigmoid(i) * np.tanh(u)
+        return (c, _sigmoid(o) * np.tanh(_layer_norm(c)))
     if cell == "gru":
         r = _sigmoid(blocks[0](x_proj) + blocks[0](h_proj))
         z = _sigmoid(blocks[1](x_proj) + blocks[1](h_proj))
@@ -80,7 +89,7 @@ def np_log_prob(cell, params, source, target, temperature=1.0) -> float:
     """`log p(target | source)` for unbatched numpy params, written out step by step."""
     enc, dec = params["encoder"], params["decoder"]
     num_layers = sum(1 for key in enc if key.startswith("layer_"))
-    size = 2 if cell == "lstm" else 1
+    size = 2 if cell in ("lstm", "lnlstm") else 1
     state = [(np.zeros(H),) * size for _ in range(num_layers)]
     for token in source:
         _, state = _np_layers(cell, enc, int(token), state)

