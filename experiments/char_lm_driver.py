@@ -18,7 +18,7 @@ from typing import Any
 from probseq.cli.config import resolve_config
 from probseq.cli.runs import evaluate_run, sample_run
 from probseq.cli.train import train
-from probseq.evaluation_settings import DynamicSettings
+from probseq.evaluation_settings import add_dynamic_arguments, dynamic_settings_from
 from probseq.files import atomic_write_text
 from probseq.machine import cpu_info, describe_machine, matmul_gflops
 from probseq.nn.threads import use_probseq_threads
@@ -99,12 +99,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser, *, corpus: str, ru
     parser.add_argument(
         "--skip-dynamic", action="store_true", help="no dynamic evaluation (it takes minutes)"
     )
-    defaults = DynamicSettings()
-    parser.add_argument("--dynamic-lr", type=float, default=defaults.learning_rate)
-    parser.add_argument("--dynamic-decay", type=float, default=defaults.decay)
-    parser.add_argument("--dynamic-segment", type=int, default=defaults.segment_length)
-    parser.add_argument("--dynamic-streams", type=int, default=defaults.num_streams)
-    parser.add_argument("--dynamic-method", choices=("sgd", "rms"), default=defaults.method)
+    add_dynamic_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--json", action="store_true", help="print the results JSON (only) on stdout"
@@ -145,13 +140,7 @@ def run_char_lm_experiment(
     stream = None if args.skip_stream else evaluate_run(args.run_dir, split="test", mode="stream")
     dynamic = None
     if not args.skip_dynamic:
-        settings = DynamicSettings(
-            segment_length=args.dynamic_segment,
-            learning_rate=args.dynamic_lr,
-            decay=args.dynamic_decay,
-            num_streams=args.dynamic_streams,
-            method=args.dynamic_method,
-        )
+        settings = dynamic_settings_from(args)
         if args.tiny:  # a smoke test: 64 streams of long segments, seconds not minutes
             settings = dataclasses.replace(
                 settings, num_streams=64, segment_length=200, rms_segments=20

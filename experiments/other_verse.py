@@ -27,7 +27,7 @@ from pathlib import Path
 
 from probseq.cli.runs import load_run
 from probseq.data import paradise_lost_text
-from probseq.evaluation import DynamicSettings
+from probseq.evaluation_settings import add_dynamic_arguments, dynamic_settings_from
 from probseq.files import atomic_write_text
 from probseq.machine import cpu_info, describe_machine
 
@@ -38,22 +38,13 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", default="runs/shakespeare_char_rnn")
     parser.add_argument("--cache-dir", default=None)
-    defaults = DynamicSettings()
-    parser.add_argument("--dynamic-lr", type=float, default=defaults.learning_rate)
-    parser.add_argument("--dynamic-decay", type=float, default=defaults.decay)
-    parser.add_argument("--dynamic-segment", type=int, default=defaults.segment_length)
-    parser.add_argument("--dynamic-method", choices=("sgd", "rms"), default=defaults.method)
+    add_dynamic_arguments(parser)
     parser.add_argument("--max-chars", type=int, default=None, help="score only the start")
     parser.add_argument("--json", action="store_true", help="print the results JSON only")
     args = parser.parse_args(argv)
     run = load_run(args.run_dir)
     poem = paradise_lost_text(args.cache_dir)[: args.max_chars]
-    settings = DynamicSettings(
-        segment_length=args.dynamic_segment,
-        learning_rate=args.dynamic_lr,
-        decay=args.dynamic_decay,
-        method=args.dynamic_method,
-    )
+    settings = dynamic_settings_from(args)
     started = time.perf_counter()
     common = dict(on_unknown="replace", replacement=" ")
     static = run.evaluate_text(poem, mode="stream", **common)

@@ -83,38 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="dynamic evaluation (Krause et al., 2018; same as --mode dynamic): every char "
         "scored before the model learns from it; the saved model is not changed",
     )
-    defaults = _dynamic_defaults()
-    evaluate.add_argument(
-        "--dynamic-lr",
-        type=float,
-        default=defaults.learning_rate,
-        help=f"dynamic: step size (default {defaults.learning_rate}, for the rms method)",
-    )
-    evaluate.add_argument(
-        "--dynamic-decay",
-        type=float,
-        default=defaults.decay,
-        help=f"dynamic: pull towards the trained weights per step (default {defaults.decay})",
-    )
-    evaluate.add_argument(
-        "--dynamic-segment",
-        type=_positive_int,
-        default=defaults.segment_length,
-        help=f"dynamic: chars scored between updates (default {defaults.segment_length})",
-    )
-    evaluate.add_argument(
-        "--dynamic-streams",
-        type=_positive_int,
-        default=defaults.num_streams,
-        help=f"dynamic: contiguous streams read in parallel (default {defaults.num_streams})",
-    )
-    evaluate.add_argument(
-        "--dynamic-method",
-        choices=("sgd", "rms"),
-        default=defaults.method,
-        help="dynamic: plain SGD steps, or rms (steps scaled by the gradients' RMS measured "
-        f"on the end of the training split, Krause et al.; default {defaults.method})",
-    )
+    from probseq.evaluation_settings import add_dynamic_arguments  # no TensorFlow
+
+    add_dynamic_arguments(evaluate, int_type=_positive_int)
     evaluate.add_argument(
         "--no-progress", action="store_true", help="no progress bar (dynamic evaluation)"
     )
@@ -264,15 +235,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     mode = "dynamic" if args.dynamic else args.mode
     dynamic, progress = None, None
     if mode == "dynamic":
-        from probseq.evaluation_settings import DynamicSettings
+        from probseq.evaluation_settings import dynamic_settings_from
 
-        dynamic = DynamicSettings(
-            segment_length=args.dynamic_segment,
-            learning_rate=args.dynamic_lr,
-            decay=args.dynamic_decay,
-            num_streams=args.dynamic_streams,
-            method=args.dynamic_method,
-        )
+        dynamic = dynamic_settings_from(args)
         progress = None if args.no_progress else _CharProgress("dynamic evaluation")
     try:
         result = _evaluate(args, mode, dynamic, progress)
@@ -284,12 +249,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         return 0
     print(format_evaluation(result))
     return 0
-
-
-def _dynamic_defaults():
-    from probseq.evaluation_settings import DynamicSettings  # no TensorFlow
-
-    return DynamicSettings()
 
 
 class _CharProgress:
