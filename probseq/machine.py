@@ -59,21 +59,27 @@ def matmul_gflops(size: int = 1024, seconds: float = 0.3, dtype: str = "float32"
     about `seconds`, after a warm-up. A quick probe to report next to a time-budgeted
     result (a loaded machine shows as a low figure); `benchmarks/matmul_peak.py`
     measures the peak properly."""
-    import statistics
-    import time
 
     import numpy as np
     import tensorflow as tf
 
     a = tf.constant(np.random.default_rng(0).standard_normal((size, size), np.float32), dtype)
     tf.matmul(a, a).numpy()  # warm-up
+    return 2 * size**3 / _median_seconds(lambda: tf.matmul(a, a).numpy(), seconds) / 1e9
+
+
+def _median_seconds(call, seconds: float) -> float:
+    """Median wall time of `call()` over repeats filling about `seconds` (at least 3)."""
+    import statistics
+    import time
+
     times = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(times) < 3:
         start = time.perf_counter()
-        tf.matmul(a, a).numpy()
+        call()
         times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
+    return statistics.median(times)
 
 
 # The matmul shapes of the main job's 2x256 LSTM at batch 128 (the recurrent step and the
@@ -87,8 +93,6 @@ def bf16_matmul_speedup(seconds: float = 0.2) -> dict:
     and `speedup`, the geometric mean over `_PROBE_SHAPES` of fp32 time / bf16 time (a
     CPU without bf16 instructions emulates them, typically well below 1)."""
     import math
-    import statistics
-    import time
 
     import numpy as np
     import tensorflow as tf
@@ -103,13 +107,8 @@ def bf16_matmul_speedup(seconds: float = 0.2) -> dict:
             x, y = tf.constant(a, dtype), tf.constant(b, dtype)
             fn = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y), tf.float32)))
             fn(x, y).numpy()  # trace and warm up
-            times = []
-            deadline = time.perf_counter() + seconds
-            while time.perf_counter() < deadline or len(times) < 3:
-                start = time.perf_counter()
-                fn(x, y).numpy()
-                times.append(time.perf_counter() - start)
-            rates[name] = 2 * m * k * n / statistics.median(times) / 1e9
+            median = _median_seconds(lambda fn=fn, x=x, y=y: fn(x, y).numpy(), seconds)
+            rates[name] = 2 * m * k * n / median / 1e9
         ratios.append(rates["bf16"] / rates["fp32"])
         rows.append(
             {"shape": [m, k, n], "fp32_gflops": rates["fp32"], "bf16_gflops": rates["bf16"]}
@@ -118,13 +117,15 @@ def bf16_matmul_speedup(seconds: float = 0.2) -> dict:
     return {"speedup": speedup, "shapes": rows}
 
 
-def _probe_cache_path(info: dict) -> Path:
+def machine_cache_path(kind: str, *key, suffix: str = "") -> Path:
+    """Where a per-machine measurement is cached: `<cache dir>/machine/<kind>_<hash>
+    <suffix>.json`, the hash over `key` (e.g. the CPU model and flags)."""
     import hashlib
 
     from probseq.data.cache import resolve_cache_dir
 
-    key = hashlib.sha256(json.dumps([info["cpu_model"], info["cpu_flags"]]).encode())
-    return resolve_cache_dir() / "machine" / f"bf16_probe_{key.hexdigest()[:16]}.json"
+    digest = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:16]
+    return resolve_cache_dir() / "machine" / f"{kind}_{digest}{suffix}.json"
 
 
 def choose_precision(requested: str = "auto", *, use_cache: bool = True) -> tuple[str, str]:
@@ -150,7 +151,7 @@ def choose_precision(requested: str = "auto", *, use_cache: bool = True) -> tupl
     if not flags:
         return "fp32", "auto: this CPU has neither amx_bf16 nor avx512_bf16"
     probe = None
-    path = _probe_cache_path(info)
+    path = machine_cache_path("bf16_probe", info["cpu_model"], info["cpu_flags"])
     if use_cache and path.exists():
         try:
             probe = json.loads(path.read_text())

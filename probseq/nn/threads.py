@@ -218,13 +218,9 @@ def measured_thread_policy(
 
 
 def _policy_cache_path(batch_size: int, hidden: list[int], vocab: int, steps: int):
-    import hashlib
-
-    from probseq.data.cache import resolve_cache_dir
-    from probseq.machine import cpu_info
+    from probseq.machine import cpu_info, machine_cache_path
 
     info = cpu_info()
-    key = json.dumps([info["cpu_model"], info["cpu_flags"], usable_cpus()])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    shape = f"b{batch_size}_h{'x'.join(map(str, hidden))}_v{vocab}_t{steps}"
-    return resolve_cache_dir() / "machine" / f"threads_{digest}_{shape}.json"
+    shape = f"_b{batch_size}_h{'x'.join(map(str, hidden))}_v{vocab}_t{steps}"
+    key = (info["cpu_model"], info["cpu_flags"], usable_cpus())
+    return machine_cache_path("threads", *key, suffix=shape)
