@@ -40,7 +40,8 @@ from probseq.data import (
 from probseq.distributions import LSTMAutoregressive
 from probseq.distributions.kernel import token_log_probs
 from probseq.evaluation import evaluate_sequences
-from probseq.nn import cell_initial_state, cell_start, dropout_masks
+from probseq.evaluation._kernels import window_log_probs
+from probseq.nn import cell_initial_state, dropout_masks
 
 __all__ = [
     "LinesTask",
@@ -67,45 +68,32 @@ class WindowsTask:
         self.num_examples = max(len(self.train_ids) // config.num_steps, 1)
         self.chars_per_example = float(config.num_steps)
         self.num_train_chars = len(self.train_ids)
-        # The distribution's own log_prob unless the loss needs dropout masks or bf16.
-        custom = config.dropout or config.precision != "fp32"
-        self.log_likelihood_fn = self._window_log_likelihood if custom else None
+        # The distribution's own log_prob (in the run's precision) unless dropout masks.
+        self.log_likelihood_fn = self._window_log_likelihood if config.dropout else None
 
     def checkpoint_items(self) -> dict[str, Any]:
         """What the task adds to the run's checkpoints (nothing for windows)."""
         return {}
 
     def distribution(self) -> LSTMAutoregressive:
-        return LSTMAutoregressive(self.network, self.config.num_steps)
+        return LSTMAutoregressive(
+            self.network, self.config.num_steps, precision=self.config.precision
+        )
 
     def _window_log_likelihood(self, batch, seed):
-        """`log p(window)` as the distribution scores it (the first character from the
-        start step), with locked dropout masks drawn from the step's `seed` and the
-        config's matmul precision."""
+        """`log p(window)` as the distribution scores it (the evaluation kernel), with
+        locked dropout masks drawn from the step's `seed`."""
         network = self.network
-        params = network.params
         tokens = tf.convert_to_tensor(batch, tf.int32)
-        precision = self.config.precision
-        start_logits, start_state = cell_start(
-            params, cell=network.cell_type, compute_dtype=precision
-        )
-        rows = tf.shape(tokens)[:1]
-        state = tuple(
-            type(layer)(*[tf.broadcast_to(t, tf.concat([rows, tf.shape(t)], 0)) for t in layer])
-            for layer in start_state
-        )
-        first = tf.broadcast_to(start_logits, tf.concat([rows, tf.shape(start_logits)], 0))
-        log_probs, _ = token_log_probs(
-            params,
-            tokens[:, :-1],
-            tf.transpose(tokens),
-            state,
+        zero = cell_initial_state(network.params, tf.shape(tokens)[:1], cell=network.cell_type)
+        return window_log_probs(
+            network.params,
+            tokens,
+            None,
             cell=network.cell_type,
-            first_logits=first,
-            masks=dropout_masks(self.config.dropout, state, seed),
-            compute_dtype=precision,
-        )  # :: [T, B]
-        return tf.reduce_sum(log_probs, axis=0)
+            compute_dtype=self.config.precision,
+            masks=dropout_masks(self.config.dropout, zero, seed),
+        )
 
     def dataset(self, start_step: int):
         config = self.config

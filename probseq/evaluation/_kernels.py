@@ -43,15 +43,23 @@ def _time_major(x: tf.Tensor) -> tf.Tensor:
 
 
 def window_log_probs(
-    params: dict, tokens: tf.Tensor, temperature: tf.Tensor, *, cell: Cell, compute_dtype=None
+    params: dict,
+    tokens: tf.Tensor,
+    temperature: tf.Tensor | None,
+    *,
+    cell: Cell,
+    compute_dtype=None,
+    masks=None,
 ) -> tf.Tensor:
     """Log-probability of each window, every window started from a zero state.
 
     Args:
       params: params structure, param batch shape `pb` (`[]` or `[S]`).
       tokens: int32 `[B, T]` windows.
-      temperature: scalar float, divides every logit.
+      temperature: scalar float, divides every logit (None: 1).
       cell: the network's `Cell`.
+      compute_dtype, masks: the matmuls' precision and locked-dropout masks
+        (`cell_logits`; training).
 
     Returns:
       `pb + [B]` log-likelihoods in nats (`log softmax(start)[x_1] + sum_{t>=2} ...`).
@@ -70,6 +78,7 @@ def window_log_probs(
         temperature=temperature,
         first_logits=first,
         compute_dtype=compute_dtype,
+        masks=masks,
     )  # :: [T] + pb + [B]
     return tf.reduce_sum(log_probs, axis=0)
 
