@@ -21,6 +21,7 @@ from probseq.cli.train import train
 from probseq.evaluation_settings import add_dynamic_arguments, dynamic_settings_from
 from probseq.files import atomic_write_text
 from probseq.machine import cpu_info, describe_machine, matmul_gflops
+from probseq.nn.measured import measured_xla
 from probseq.nn.threads import use_probseq_threads
 
 __all__ = ["TINY_OVERRIDES", "add_experiment_arguments", "run_char_lm_experiment"]
@@ -125,19 +126,27 @@ def run_char_lm_experiment(
             overrides[field] = getattr(args, field)
     config = resolve_config(overrides=overrides)
     # The thread set-up measured on this machine for this shape (cached), not guessed.
-    threads = use_probseq_threads(
-        config.batch_size, [config.hidden_size] * config.num_layers, measure=not args.tiny
-    )
+    hidden = [config.hidden_size] * config.num_layers
+    threads = use_probseq_threads(config.batch_size, hidden, measure=not args.tiny)
+    xla = _measured_xla(config, hidden, measure=not args.tiny)
+    config = dataclasses.replace(config, jit_compile=xla["train"]["jit_compile"])
     started = time.perf_counter()
     metrics = train(
         config,
         args.run_dir,
-        explicit={"budget_minutes", "max_steps"},
+        explicit={"budget_minutes", "max_steps", "jit_compile"},
         progress=not args.no_progress,
     )
     train_minutes = (time.perf_counter() - started) / 60
-    windows = evaluate_run(args.run_dir, split="test", mode="windows")
-    stream = None if args.skip_stream else evaluate_run(args.run_dir, split="test", mode="stream")
+    jit = {mode: choice["jit_compile"] for mode, choice in xla.items()}
+    windows = evaluate_run(
+        args.run_dir, split="test", mode="windows", jit_compile=jit["eval_windows"]
+    )
+    stream = None
+    if not args.skip_stream:
+        stream = evaluate_run(
+            args.run_dir, split="test", mode="stream", jit_compile=jit["eval_stream"]
+        )
     dynamic = None
     if not args.skip_dynamic:
         settings = dynamic_settings_from(args)
@@ -157,6 +166,7 @@ def run_char_lm_experiment(
         "run_dir": str(Path(args.run_dir).resolve()),
         "machine": machine,
         "threads": threads,
+        "xla": xla,
         "corpus": config.corpus,
         "config": metrics["config"],
         "steps": metrics["step"],
@@ -178,6 +188,26 @@ def run_char_lm_experiment(
     else:
         _print_summary(name, results, path)
     return results
+
+
+def _measured_xla(config, hidden: list[int], *, measure: bool) -> dict[str, dict]:
+    """Whether XLA pays, per mode, at this run's shapes on this machine (measured once,
+    cached: `probseq.nn.measured.measured_xla`); `measure=False`: the modes' defaults."""
+    from probseq.nn.measured import XLA_MODES
+
+    shapes = {  # batch rows of each mode: the training batch, evaluate's, one stream
+        "train": config.batch_size,
+        "eval_windows": 256,
+        "eval_stream": 1,
+    }
+    chosen = {}
+    for mode, batch in shapes.items():
+        if measure:
+            jit, reason = measured_xla(mode, batch, hidden, num_steps=config.num_steps)
+        else:
+            jit, reason = XLA_MODES[mode], "default, not measured"
+        chosen[mode] = {"jit_compile": jit, "reason": reason}
+    return chosen
 
 
 def _train_minutes(metrics: dict[str, Any]) -> float:
@@ -205,6 +235,8 @@ def _print_summary(name: str, results: dict[str, Any], path: Path) -> None:
         "steps on a slower or busier machine)"
     )
     print(f"training precision: {results['config']['precision']}; threads: {results['threads']}")
+    for mode, choice in results["xla"].items():
+        print(f"XLA for {mode}: {'on' if choice['jit_compile'] else 'off'} ({choice['reason']})")
     print(
         f"held-out test, {windows['num_steps']}-char windows: "
         f"NLL {windows['nll_nats_per_window']:.2f} nats/window, "

@@ -223,6 +223,7 @@ class TrainedModel:
         context: int = 0,
         dynamic=None,
         progress=None,
+        jit_compile: bool | None = None,
     ) -> dict[str, Any]:
         """Held-out metrics of `text` (`probseq evaluate --text FILE`), a JSON-ready dict.
 
@@ -245,6 +246,8 @@ class TrainedModel:
           context: windows mode: characters read before each window, not scored
             (`probseq.evaluation.evaluate`).
           progress: `progress(done_chars, total_chars)` (dynamic mode).
+          jit_compile: compile the scoring with XLA (None: `evaluate`'s default per
+            mode; `probseq.nn.measured.measured_xla` measures which is faster here).
         """
         if on_unknown == "replace" and replacement is None:
             replacement = " "
@@ -274,6 +277,7 @@ class TrainedModel:
             dynamic=dynamic,
             progress=progress,
             train_ids=self._dynamic_train_ids(dynamic) if mode == "dynamic" else None,
+            jit_compile=jit_compile,
         )
         return self._with_provenance(result, num_unknown, on_unknown)
 

@@ -88,6 +88,7 @@ class RunModel:
         dynamic=None,
         progress=None,
         train_ids=None,
+        jit_compile: bool | None = None,
     ) -> dict[str, Any]:
         """Held-out metrics as a JSON-ready dict (posterior predictive for VI runs).
 
@@ -108,12 +109,18 @@ class RunModel:
                 params=params,
                 progress=progress,
                 train_ids=train_ids,
+                jit_compile=jit_compile,
             ).as_dict()
             out["weights"] = "MAP" if self.surrogate is None else "posterior mean"
             return out
         if self.surrogate is None:
             return evaluate(
-                self.network, ids, num_steps=num_steps, mode=mode, context=context
+                self.network,
+                ids,
+                num_steps=num_steps,
+                mode=mode,
+                context=context,
+                jit_compile=jit_compile,
             ).as_dict()
         draws = num_draws or self.config.eval_draws
         train_examples = None if num_train_chars is None else num_train_chars // num_steps
@@ -128,6 +135,7 @@ class RunModel:
             num_train_examples=train_examples,
             train_num_steps=self.config.num_steps if train_examples else None,
             context=context,
+            jit_compile=jit_compile,
         )
         out = result.as_dict()
         out.update({key: out["predictive"][key] for key in _METRICS})

