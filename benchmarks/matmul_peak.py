@@ -1,4 +1,4 @@
-"""The machine's fp32 matmul rate (GFLOP/s) with TensorFlow, at the LSTM's sizes.
+"""The machine's matmul rate (GFLOP/s) with TensorFlow, fp32 and bf16, at the LSTM's sizes.
 
 Run:  python benchmarks/matmul_peak.py [--quick] [--json]
 (`benchmarks/run.py` runs it in a subprocess and stores the result in results.json.)
@@ -16,7 +16,10 @@ Measured, each as the median of several timed repeats after a warm-up:
   and a 50-step chain of [128, 256] x [256, 1024] / [128, 1024] x [1024, 256]).
 
 `peak_gflops` is the best of these: the hardware limit the LSTM implementations are
-compared to (a matmul costs 2*M*K*N FLOPs).
+compared to (a matmul costs 2*M*K*N FLOPs). The same probes run again with bfloat16
+operands (`bf16`: its `probes`, `peak_gflops` and `vs_fp32`, the ratio of the peaks):
+what the bf16 rows of the benchmark can gain here, measured (a CPU without bf16
+instructions emulates them, slower than fp32).
 """
 
 from __future__ import annotations
@@ -44,8 +47,20 @@ def _time(fn, repeats: int, min_seconds: float) -> float:
     return statistics.median(times)
 
 
-def measure(quick: bool = False, repeats: int = 7) -> dict:
-    """GFLOP/s for every probe and the peak over them."""
+def measure(quick: bool = False, repeats: int = 7, *, bf16: bool = True) -> dict:
+    """GFLOP/s for every probe and the peak over them, in fp32 (and in `bf16`)."""
+    import tensorflow as tf
+
+    result = _probes(quick, repeats, "float32")
+    result["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+    result["quick"] = quick
+    if bf16:
+        result["bf16"] = _probes(quick, repeats, "bfloat16")
+        result["bf16"]["vs_fp32"] = result["bf16"]["peak_gflops"] / result["peak_gflops"]
+    return result
+
+
+def _probes(quick: bool, repeats: int, dtype: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
@@ -56,17 +71,17 @@ def measure(quick: bool = False, repeats: int = 7) -> dict:
     probes = {}
 
     def big(m, k, n, name):
-        a = tf.constant(rng.standard_normal((m, k), np.float32))
-        b = tf.constant((rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32))
+        a = tf.constant(rng.standard_normal((m, k), np.float32), dtype)
+        b = tf.constant((rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32), dtype)
         seconds = _time(lambda: tf.matmul(a, b), repeats, min_seconds)
         probes[name] = {"shape": f"[{m},{k}]x[{k},{n}]", "gflops": 2 * m * k * n / seconds / 1e9}
 
     def chain(batch, hidden, steps, name):
         # Orthonormal rows: x W W^T = x, so values neither explode nor vanish.
         q, _ = np.linalg.qr(rng.standard_normal((4 * hidden, hidden)))
-        w = tf.constant(q.T.astype(np.float32))  # [H, 4H]
-        wt = tf.constant(q.astype(np.float32))  # [4H, H]
-        x0 = tf.constant(rng.standard_normal((batch, hidden), np.float32))
+        w = tf.constant(q.T.astype(np.float32), dtype)  # [H, 4H]
+        wt = tf.constant(q.astype(np.float32), dtype)  # [4H, H]
+        x0 = tf.constant(rng.standard_normal((batch, hidden), np.float32), dtype)
 
         @tf.function
         def run(x):
@@ -88,13 +103,7 @@ def measure(quick: bool = False, repeats: int = 7) -> dict:
     big(128 // scale, 512 // scale, 2048 // scale, "step_eager")
     big(6400 // scale, 256 // scale, 1024 // scale, "charrnn_big")
     chain(128 // scale, 256 // scale, 50, "charrnn_step_chain")
-    peak = max(p["gflops"] for p in probes.values())
-    return {
-        "peak_gflops": peak,
-        "probes": probes,
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "quick": quick,
-    }
+    return {"peak_gflops": max(p["gflops"] for p in probes.values()), "probes": probes}
 
 
 def main() -> None:
@@ -106,9 +115,16 @@ def main() -> None:
     if args.json:
         print("MATMUL_RESULT " + json.dumps(result), flush=True)
         return
+    bf16 = result["bf16"]["probes"]
     for name, probe in result["probes"].items():
-        print(f"{name:20s} {probe['gflops']:8.1f} GFLOP/s  {probe['shape']}")
-    print(f"peak {result['peak_gflops']:.1f} GFLOP/s")
+        print(
+            f"{name:20s} fp32 {probe['gflops']:8.1f} GFLOP/s, bf16 {bf16[name]['gflops']:8.1f}"
+            f"  {probe['shape']}"
+        )
+    print(
+        f"peak fp32 {result['peak_gflops']:.1f} GFLOP/s, bf16 "
+        f"{result['bf16']['peak_gflops']:.1f} ({result['bf16']['vs_fp32']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

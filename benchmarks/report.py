@@ -17,14 +17,20 @@ ORDER = [
     "probseq_graph",
     "probseq_xla",
     "probseq_tfthreads",
+    "probseq_bf16",
     "tf_keras",
     "tf_keras_xla",
     "tf_keras_threads",
+    "tf_keras_bf16",
     "pytorch",
     "pytorch_tuned",
+    "pytorch_bf16",
     "eager_loop",
 ]
 PEERS = ["tf_keras", "tf_keras_xla", "tf_keras_threads", "pytorch", "pytorch_tuned", "eager_loop"]
+BF16_ROWS = ["probseq_bf16", "tf_keras_bf16", "pytorch_bf16"]
+# The fastest peer "in any precision" (the bf16 targets).
+ALL_PEERS = PEERS + ["tf_keras_bf16", "pytorch_bf16"]
 # tf_keras with its default threads or with probseq's thread settings, whichever is faster.
 KERAS = ["tf_keras", "tf_keras_threads"]
 
@@ -50,6 +56,21 @@ def _spread(row: dict) -> str:
         spread = row["spread"]
     ok = row.get("spread_ok", spread <= 0.05)
     return f"{100 * spread:.1f}%" + ("" if ok else " (too wide)")
+
+
+def bf16_status(document: dict) -> str | None:
+    """None where bf16 is usable here, else why the bf16 rows are "unavailable here":
+    no bf16 instructions in the CPU flags, or bf16 matmuls measured no faster than fp32
+    (`matmul_peak.py`'s bf16 probes). Measured rows are still shown, labelled."""
+    flags = document["machine"].get("cpu_flags", {})
+    bf16 = (document.get("matmul") or {}).get("bf16") or {}
+    ratio = bf16.get("vs_fp32")
+    if not (flags.get("amx_bf16") or flags.get("avx512_bf16")):
+        measured = f"; bf16 matmuls measured {ratio:.2f}x fp32" if ratio else ""
+        return f"this CPU has neither amx_bf16 nor avx512_bf16 (emulated{measured})"
+    if ratio is not None and ratio < 1.0:
+        return f"bf16 matmuls measured {ratio:.2f}x fp32 here"
+    return None
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -108,8 +129,20 @@ def targets(document: dict) -> list[tuple[str, str, float | None, float]]:
     out.append(
         ("sample_64x64", "probseq / faster PyTorch", _ratio(rows.get("probseq"), torch_best), 3.0)
     )
+    flags = document.get("machine", {}).get("cpu_flags", {})
+    amx = "" if flags.get("amx_bf16") else " (AMX target)"
+    for case in ("train_text8", "train_charrnn", "eval_text8", "eval_charrnn", "sample_64x64"):
+        rows = _rows(document, case)
+        bf = rows.get("probseq_bf16")
+        fp32 = rows.get("probseq")
+        goal = {"train": 2.0, "eval": 2.0, "sample": 1.5}[case.split("_")[0]]
+        out.append((case, f"probseq_bf16 / probseq fp32{amx}", _ratio(bf, fp32), goal))
+        if case.startswith("train"):
+            fastest = best(rows, ALL_PEERS)
+            out.append((case, f"probseq_bf16 / fastest peer, any precision{amx}",
+                        _ratio(bf, fastest), 1.5))  # fmt: skip
     cases = {r["case"] for r in document["results"]}
-    return [t for t in out if t[0] in cases]
+    return [t for t in out if t[0] in cases and (t[2] is not None or "bf16" not in t[1])]
 
 
 def markdown(document: dict) -> str:
@@ -151,14 +184,29 @@ def markdown(document: dict) -> str:
             else ""
         ),
         "",
-        "## Matmul rate (fp32, TensorFlow)",
+        "## Matmul rate (TensorFlow, fp32 and bf16)",
         "",
     ]
+    bf16 = (matmul.get("bf16") or {}).get("probes", {})
     if "probes" in matmul:
-        lines += ["| probe | shape | GFLOP/s |", "|---|---|---:|"]
+        lines += ["| probe | shape | fp32 GFLOP/s | bf16 GFLOP/s |", "|---|---|---:|---:|"]
         for name, probe in matmul["probes"].items():
-            lines.append(f"| {name} | {probe['shape']} | {probe['gflops']:.1f} |")
-        lines += ["", f"Peak (best probe): **{peak:.1f} GFLOP/s**.", ""]
+            other = _fmt((bf16.get(name) or {}).get("gflops"), 1)
+            lines.append(f"| {name} | {probe['shape']} | {probe['gflops']:.1f} | {other} |")
+        lines += ["", f"Peak (best probe): **{peak:.1f} GFLOP/s** in fp32"]
+        if bf16:
+            lines[-1] += (
+                f", **{matmul['bf16']['peak_gflops']:.1f}** in bf16 "
+                f"({matmul['bf16']['vs_fp32']:.2f}x)"
+            )
+        lines[-1] += "."
+        status = bf16_status(document)
+        lines += [
+            "",
+            "bf16 here: "
+            + (f"**unavailable here**: {status}." if status else "available (measured faster)."),
+            "",
+        ]
     else:
         lines += [f"not measured ({matmul.get('error', 'skipped')})", ""]
     if flops:
@@ -203,6 +251,8 @@ def markdown(document: dict) -> str:
         for impl in [i for i in ORDER if i in rows] + [i for i in rows if i not in ORDER]:
             r = rows[impl]
             name = impl + (f" (= {r['variant']})" if impl == "probseq" and "variant" in r else "")
+            if impl in BF16_ROWS and bf16_status(document):
+                name += " (unavailable here: emulated bf16)"
             if r.get("median") is None:
                 lines.append(f"| {name} | failed: {r.get('error', '?')} | | | | | | | |")
                 continue

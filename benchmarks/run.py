@@ -78,6 +78,11 @@ PUBLIC = [
 ]
 
 
+def runs_list(runs: dict) -> list[dict]:
+    """Every round's row of every pair run so far, in the order run."""
+    return [row for rows in runs.values() for row in rows]
+
+
 def _rss_mb() -> float:
     """Current resident set size of this process in MiB (Linux /proc)."""
     try:
@@ -354,7 +359,12 @@ def main(argv: list[str] | None = None) -> dict | None:
             print(f"  matmul probe failed: {error}", flush=True)
             matmul = {"error": error}
         else:
-            print(f"  peak {matmul['peak_gflops']:.1f} GFLOP/s", flush=True)
+            bf16 = matmul.get("bf16")
+            print(
+                f"  peak {matmul['peak_gflops']:.1f} GFLOP/s fp32"
+                + (f", {bf16['peak_gflops']:.1f} bf16 ({bf16['vs_fp32']:.2f}x)" if bf16 else ""),
+                flush=True,
+            )
     runs: dict[tuple[str, str], list[dict]] = {}
     pairs = []
     for case in cases:
@@ -397,6 +407,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                 )
             row["wall_seconds"] = wall
             runs.setdefault((case, impl), []).append(row)
+            # What is done so far survives an interruption of a long run.
+            partial = {"machine": machine, "matmul": matmul, "rows": runs_list(runs)}
+            (out_dir / "results.partial.json").write_text(json.dumps(partial) + "\n")
         round_index += 1
         # After the fixed rounds, more rounds for the pairs whose medians per round still
         # differ by more than the target (up to --max-rounds in all).
@@ -425,6 +438,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     }
     (out_dir / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     (out_dir / "RESULTS.md").write_text(report.markdown(document))
+    (out_dir / "results.partial.json").unlink(missing_ok=True)
     print(f"wrote {out_dir / 'results.json'} and {out_dir / 'RESULTS.md'}", flush=True)
     return document
 

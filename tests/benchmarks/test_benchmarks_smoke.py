@@ -73,6 +73,9 @@ def test_quick_suite_probseq_tf_keras_eager(tmp_path):
     expected |= {(c, "probseq") for c in cases}  # the faster variant, copied
     _check_schema(document, expected)
     assert document["matmul"]["peak_gflops"] > 0
+    bf16 = document["matmul"]["bf16"]  # the same probes in bfloat16, measured
+    assert bf16["peak_gflops"] > 0 and set(bf16["probes"]) == set(document["matmul"]["probes"])
+    assert bf16["vs_fp32"] == pytest.approx(bf16["peak_gflops"] / document["matmul"]["peak_gflops"])
     assert set(document["flops_per_char"]) == {"train_charrnn", "eval_text8"}
     markdown = (tmp_path / "RESULTS.md").read_text()
     for case in cases:
@@ -217,6 +220,75 @@ def test_bf16_rows_run_or_record_why_not(tmp_path):
     keras = rows[("eval_charrnn", "tf_keras_bf16")]
     assert "error" in keras or "mixed_bfloat16" in keras["notes"]
     assert ("sample_64x64", "tf_keras_bf16") in rows  # ran, or failed and says why
+
+
+def _document(flags: dict, bf16_vs_fp32: float) -> dict:
+    """A results document of two cases (made-up rates) for the report's bf16 parts."""
+    rows = []
+    for case, rates in {
+        "train_charrnn": {"probseq": 100.0, "probseq_bf16": 150.0, "pytorch_bf16": 120.0},
+        "sample_64x64": {"probseq": 100.0, "probseq_bf16": 80.0},
+    }.items():
+        for impl, rate in rates.items():
+            rows.append(
+                dict(
+                    case=case,
+                    implementation=impl,
+                    median=rate,
+                    min=rate,
+                    max=rate,
+                    compile_seconds=0.0,
+                    peak_rss_mb=1.0,
+                    round_medians=[rate],
+                    shapes=dict(layers=2, hidden=256, vocab=66, steps=50, batch=128),
+                )
+            )
+    probes = {"big": {"shape": "[8,8]x[8,8]", "gflops": 100.0}}
+    bf16 = {"big": {"shape": "[8,8]x[8,8]", "gflops": 100.0 * bf16_vs_fp32}}
+    return {
+        "machine": {"cpu_model": "a CPU", "cpu_flags": flags, "load_avg_at_start": [0.1]},
+        "settings": dict(
+            command="run.py",
+            started="now",
+            wall_seconds=60,
+            quick=False,
+            warmup_calls=1,
+            repeats=1,
+            min_repeat_seconds=1.0,
+        ),
+        "matmul": {
+            "peak_gflops": 100.0,
+            "probes": probes,
+            "bf16": {"peak_gflops": 100.0 * bf16_vs_fp32, "probes": bf16, "vs_fp32": bf16_vs_fp32},
+        },
+        "results": rows,
+    }
+
+
+def test_the_report_says_where_bf16_is_unavailable_and_judges_the_bf16_targets():
+    from benchmarks import report
+
+    avx = {"avx512_bf16": True, "amx_bf16": False}
+    here = _document(avx, 1.9)
+    assert report.bf16_status(here) is None
+    text = report.markdown(here)
+    assert "| big | [8,8]x[8,8] | 100.0 | 190.0 |" in text and "(1.90x)" in text
+    assert "bf16 here: available (measured faster)" in text
+    goals = {(case, what): (value, goal) for case, what, value, goal in report.targets(here)}
+    assert goals["train_charrnn", "probseq_bf16 / probseq fp32 (AMX target)"] == (1.5, 2.0)
+    assert goals["train_charrnn", "probseq_bf16 / fastest peer, any precision (AMX target)"] == (
+        1.25, 1.5)  # fmt: skip
+    assert goals["sample_64x64", "probseq_bf16 / probseq fp32 (AMX target)"] == (0.8, 1.5)
+    # no bf16 instructions: the rows are still measured, and labelled unavailable
+    none = _document({"avx512_bf16": False, "amx_bf16": False}, 0.3)
+    assert "neither amx_bf16 nor avx512_bf16" in report.bf16_status(none)
+    text = report.markdown(none)
+    assert "**unavailable here**" in text and "bf16 matmuls measured 0.30x fp32" in text
+    assert "| probseq_bf16 (unavailable here: emulated bf16) | 150 |" in text
+    # the instructions, but measured slower: unavailable too
+    assert report.bf16_status(_document(avx, 0.8)) == "bf16 matmuls measured 0.80x fp32 here"
+    amx = _document({"avx512_bf16": True, "amx_bf16": True}, 3.6)
+    assert ("train_charrnn", "probseq_bf16 / probseq fp32", 1.5, 2.0) in report.targets(amx)
 
 
 def test_rounds_repeat_until_the_spread_allows_the_comparison(tmp_path):
