@@ -66,6 +66,7 @@ Shape conventions: with params batch shape `pb` (rank k), token inputs have shap
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -514,14 +515,17 @@ def _recur(
     """The time loop: `state = cell.update(read(t), h Wh, state)` for `t < num_steps`.
 
     `read(t)` returns step `t`'s input projection `batch + [G*H]` (bias included). With
-    `compute` the product `h Wh` runs in that dtype; an fp32 kernel is cast inside the
-    loop, so its gradient is accumulated over the steps in fp32.
+    `compute` the product `h Wh` runs in that dtype, and its weight gradient is
+    accumulated over the steps in fp32 (see `_low_precision_product`).
     """
     k = recurrent_kernel.shape.rank - 2
     outputs = tf.TensorArray(state.h.dtype, size=num_steps, element_shape=state.h.shape)
+    product = functools.partial(_matmul, kernel=recurrent_kernel, k=k, compute=compute)
+    if compute is not None and compute != recurrent_kernel.dtype and k == 0:
+        product = _low_precision_product(recurrent_kernel, compute)
 
     def body(t, state, outputs):
-        new = cell.update(read(t), _matmul(state.h, recurrent_kernel, k, compute=compute), state)
+        new = cell.update(read(t), product(state.h), state)
         if keep_outputs:
             outputs = outputs.write(t, new.h)
         return t + 1, new, outputs
@@ -533,6 +537,38 @@ def _recur(
         maximum_iterations=num_steps,
     )
     return (outputs.stack() if keep_outputs else None), state
+
+
+def _low_precision_product(kernel: tf.Tensor, compute: tf.DType) -> Callable:
+    """`product(h) = h @ kernel` in `compute` (bf16) inside a time loop, the kernel cast
+    ONCE before the loop, with the weight gradient accumulated over the steps in fp32.
+
+    Cast inside the loop instead, TensorFlow would cast the whole `[H, G*H]` kernel every
+    step and keep every step's cast copy for the backward pass: at H = 512 that costs as
+    much as the bf16 matmul saves. Captured as it is, the bf16 kernel's gradient would
+    accumulate over the steps in bf16. So the product has its own gradient: `dh = dy
+    W^T` from the bf16 copy, `dW = h^T dy` in bf16 cast to the fp32 kernel's dtype,
+    which the loop's gradient sums in fp32.
+    """
+    low = tf.cast(kernel, compute)
+
+    @tf.custom_gradient
+    def product(h, kernel):
+        h_low = tf.cast(h, compute)
+        out = tf.cast(tf.matmul(h_low, low), h.dtype)
+
+        def grad(dy):
+            dy_low = tf.cast(dy, compute)
+            dh = tf.cast(tf.matmul(dy_low, low, transpose_b=True), h.dtype)
+            dw = tf.cast(tf.matmul(h_low, dy_low, transpose_a=True), kernel.dtype)
+            return dh, dw
+
+        return out, grad
+
+    def call(h):  # a batch of more than one axis: the kernel cast inside the loop
+        return product(h, kernel) if h.shape.rank == 2 else _matmul(h, kernel, 0, compute=compute)
+
+    return call
 
 
 def cell_layer(
