@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="JSON file of settings (flags override it)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument(
+        "--measure-setup",
+        action="store_true",
+        help="choose the thread set-up and XLA for this run's shape by measuring both "
+        "ways on this machine (about a minute the first time, cached per machine and "
+        "shape; an explicit --jit-compile is kept) instead of fixed thresholds",
+    )
+    train.add_argument(
         "--strategy",
         choices=("default", "mirrored", "multi-worker"),
         default="default",
@@ -203,7 +210,19 @@ def _run_train(args: argparse.Namespace) -> int:
     file_values = load_config_file(args.config) if args.config else {}
     overrides = _train_overrides(args)
     config = resolve_config(file_values, overrides)
-    use_probseq_threads(config.batch_size, [config.hidden_size] * config.num_layers)
+    hidden = [config.hidden_size] * config.num_layers
+    threads = use_probseq_threads(config.batch_size, hidden, measure=args.measure_setup)
+    if args.measure_setup:
+        print(f"threads: {threads}", file=sys.stderr, flush=True)
+        if "jit_compile" not in overrides and "jit_compile" not in file_values:
+            from probseq.nn.measured import measured_xla
+
+            jit, reason = measured_xla(
+                "train", config.batch_size, hidden, num_steps=config.num_steps
+            )
+            print(f"XLA for training: {'on' if jit else 'off'} ({reason})", file=sys.stderr)
+            overrides["jit_compile"] = jit
+            config = resolve_config(file_values, overrides)
     from probseq.distribute import make_strategy
 
     strategy = make_strategy(args.strategy)  # before TensorFlow runs an op
@@ -381,12 +400,14 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def use_probseq_threads(batch_size: int | None = None, hidden_sizes=None) -> None:
+def use_probseq_threads(
+    batch_size: int | None = None, hidden_sizes=None, *, measure: bool = False
+) -> str | None:
     """`probseq.nn.threads.use_probseq_threads` (its old home, kept for scripts; imported
     on call so that this module loads without TensorFlow)."""
     from probseq.nn import threads
 
-    threads.use_probseq_threads(batch_size, hidden_sizes)
+    return threads.use_probseq_threads(batch_size, hidden_sizes, measure=measure)
 
 
 def main(argv: list[str] | None = None) -> int:

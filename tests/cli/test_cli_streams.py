@@ -184,3 +184,21 @@ def test_bf16_training_ends_within_0_02_bits_of_fp32(tmp_path, corpus, capsys):
     assert _train(tmp_path / "auto", corpus, "--max-steps", "1", "--precision", "auto") == 0
     chosen = json.loads((tmp_path / "auto" / "config.json").read_text())["precision"]
     assert chosen in ("fp32", "bf16") and f"precision: {chosen} (auto: " in capsys.readouterr().err
+
+
+def test_measure_setup_chooses_xla_for_training_and_keeps_an_explicit_choice(
+    tmp_path, corpus, capsys, monkeypatch
+):
+    """`probseq train --measure-setup`: the thread set-up and XLA for training come from
+    `probseq.nn.measured` (here its environment overrides, so no probe runs), are said
+    on stderr and recorded in the run's config; an explicit --jit-compile stays."""
+    monkeypatch.setenv("PROBSEQ_THREADS", "probseq")
+    monkeypatch.setenv("PROBSEQ_XLA", "train=on")
+    assert _train(tmp_path / "measured", corpus, "--max-steps", "2", "--measure-setup") == 0
+    err = capsys.readouterr().err
+    assert "XLA for training: on ($PROBSEQ_XLA=train=on)" in err and "threads: " in err
+    assert json.loads((tmp_path / "measured" / "config.json").read_text())["jit_compile"] is True
+    explicit = ["--max-steps", "2", "--measure-setup", "--jit-compile", "false"]
+    assert _train(tmp_path / "explicit", corpus, *explicit) == 0
+    assert "XLA for training" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "explicit" / "config.json").read_text())["jit_compile"] is False
