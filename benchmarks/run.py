@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         round_index += 1
         # After the fixed rounds, more rounds for the pairs whose medians per round still
         # differ by more than the target (up to --max-rounds in all).
-        todo = [] if round_index < args.rounds else _too_spread(runs, args, round_index)
+        todo = list(pairs) if round_index < args.rounds else _too_spread(runs, args, round_index)
     results = [merge_rounds(rows) for rows in runs.values()]
     for row in results:
         row["spread_ok"] = row.get("spread") is not None and row["spread"] <= args.target_spread

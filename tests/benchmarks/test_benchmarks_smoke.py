@@ -299,6 +299,10 @@ def test_rounds_repeat_until_the_spread_allows_the_comparison(tmp_path):
     strict = _run_suite(tmp_path / "strict", *args, "--max-rounds", "3", "--target-spread", "0")
     row = next(r for r in strict["results"] if r["implementation"] == "probseq_graph")
     assert row["rounds"] == 3 and row["spread"] > 0 and row["spread_ok"] is False
+    # --rounds N runs every pair N times before the spread is judged (a wide target: no more)
+    fixed = _run_suite(tmp_path / "fixed", *args, "--rounds", "2", "--target-spread", "10")
+    row = next(r for r in fixed["results"] if r["implementation"] == "probseq_graph")
+    assert row["rounds"] == 2 and len(row["round_medians"]) == 2
     assert "(too wide)" in (tmp_path / "strict" / "RESULTS.md").read_text()
     # a wide enough target is met after the second round (unit level: no third run)
     import argparse
