@@ -200,10 +200,17 @@ def _measured_xla(config, hidden: list[int], *, measure: bool) -> dict[str, dict
         "eval_windows": 256,
         "eval_stream": 1,
     }
+    from probseq.machine import choose_precision
+
+    # the precision training will run in (auto: the cached probe); evaluation is fp32
+    train_precision = choose_precision(config.precision)[0] if measure else "fp32"
     chosen = {}
     for mode, batch in shapes.items():
         if measure:
-            jit, reason = measured_xla(mode, batch, hidden, num_steps=config.num_steps)
+            precision = train_precision if mode == "train" else "fp32"
+            jit, reason = measured_xla(
+                mode, batch, hidden, num_steps=config.num_steps, precision=precision
+            )
         else:
             jit, reason = XLA_MODES[mode], "default, not measured"
         chosen[mode] = {"jit_compile": jit, "reason": reason}

@@ -56,6 +56,10 @@ SETTINGS.update({
     "defaults_wd0.01": [*_ROUND2[:4], "--weight-decay", "0.01", "--skip-dynamic"],
     "defaults": [],
 })  # fmt: skip
+# Round 4 (issue 15): the same defaults after bf16 training stopped casting the recurrent
+# kernels inside the time loop (`defaults_r4`, bf16 where auto picks it), and their fp32
+# control (`defaults_fp32`): how many more steps bf16 buys in the budget, and at what cost.
+SETTINGS.update({"defaults_r4": [], "defaults_fp32": ["--precision", "fp32"]})
 
 KEYS = (
     "test_bits_per_char_windows",
@@ -95,6 +99,8 @@ def run_setting(name: str, args: argparse.Namespace) -> dict:
         run_dir=str(run_dir),
         dynamic_settings=(results.get("test_dynamic") or {}).get("dynamic"),
         precision=results["config"].get("precision", "fp32"),
+        xla=results.get("xla"),
+        threads=results.get("threads"),
     )
     return entry
 

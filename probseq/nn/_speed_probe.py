@@ -2,9 +2,9 @@
 
 Run as `python -m probseq.nn._speed_probe --mode train|eval_windows|eval_stream
 --policy probseq|tensorflow --jit 0|1 --batch B --hidden H [H ...] --vocab V --steps T
---seconds S`: a fresh process (TensorFlow's thread pools are fixed once it runs), the
-given thread policy, then the mode's work on random tokens, timed for about `S` seconds
-after two warm-up calls:
+--seconds S [--precision fp32|bf16]`: a fresh process (TensorFlow's thread pools are
+fixed once it runs), the given thread policy, then the mode's work on random tokens in
+that precision, timed for about `S` seconds after two warm-up calls:
 
 * `train`: training steps of `LSTMAutoregressive` on `[B, T]` windows (the main job's
   loss and optimizer), the step compiled with `jit_compile` = `--jit`;
@@ -33,6 +33,7 @@ def main(argv=None) -> None:
     parser.add_argument("--vocab", type=int, default=84)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args(argv)
     import numpy as np
 
@@ -67,7 +68,7 @@ def _train_step(network, args, rng):
 
     from probseq import LSTMAutoregressive
 
-    distribution = LSTMAutoregressive(network, args.steps)
+    distribution = LSTMAutoregressive(network, args.steps, precision=args.precision)
     optimizer = tf_keras.optimizers.Adam(1e-3)
     tokens = tf.constant(rng.integers(0, args.vocab, size=(args.batch, args.steps)), tf.int32)
 
@@ -94,8 +95,8 @@ def _evaluation(network, args, rng):
     mode = args.mode.removeprefix("eval_")
 
     def call():
-        jit = bool(args.jit)
-        evaluate(network, ids, num_steps=args.steps, mode=mode, jit_compile=jit, **options)
+        options.update(jit_compile=bool(args.jit), precision=args.precision)
+        evaluate(network, ids, num_steps=args.steps, mode=mode, **options)
 
     return call, size
 

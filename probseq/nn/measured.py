@@ -137,7 +137,8 @@ def _forced_xla(mode: str) -> bool | None:
 
 def measured_xla(
     mode: str, batch_size: int, hidden_sizes, *, vocab_size: int = 84, num_steps: int = 50,
-    policy: str | None = None, seconds: float = 2.0, use_cache: bool = True,
+    policy: str | None = None, precision: str = "fp32", seconds: float = 2.0,
+    use_cache: bool = True,
 ) -> tuple[bool, str]:  # fmt: skip
     """`(jit_compile, reason)`: whether XLA makes `mode` faster for this shape *here*.
 
@@ -146,9 +147,10 @@ def measured_xla(
     call), `"eval_stream"` (`evaluate` in stream mode over `batch_size` streams). Two
     fresh processes with the thread set-up `policy` (`"probseq"`: after
     `set_cpu_threads()`, `"tensorflow"`: the defaults; None: what this process uses)
-    time the work with and without `jit_compile` for about `seconds` each; the faster
-    wins, and within 3% (or if the probe fails) the mode's default (`XLA_MODES`) stays.
-    Cached per machine, mode, shape and thread set-up; `$PROBSEQ_XLA` overrides.
+    and the matmul `precision` (`"fp32"` or `"bf16"`) time the work with and without
+    `jit_compile` for about `seconds` each; the faster wins, and within 3% (or if the
+    probe fails) the mode's default (`XLA_MODES`) stays. Cached per machine, mode,
+    shape, thread set-up and precision; `$PROBSEQ_XLA` overrides.
     """
     if mode not in XLA_MODES:
         raise ValueError(f"mode must be one of {sorted(XLA_MODES)}, got {mode!r}.")
@@ -159,11 +161,13 @@ def measured_xla(
         policy = "probseq" if threads.parallel_chains() > 1 else "tensorflow"
     if policy not in ("probseq", "tensorflow"):
         raise ValueError(f"policy must be 'probseq', 'tensorflow' or None, got {policy!r}.")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
     hidden = [int(h) for h in hidden_sizes]
     default = XLA_MODES[mode]
     options = dict(
         mode=mode, policy=policy, batch=batch_size, hidden=hidden, vocab=vocab_size,
-        steps=num_steps,
+        steps=num_steps, precision=precision,
     )  # fmt: skip
 
     def measure():
@@ -178,12 +182,14 @@ def measured_xla(
             chosen, why = ratio > 1, "measured faster"
         reason = (
             f"{why}: XLA {rates[True]:,.0f} chars/s vs no XLA {rates[False]:,.0f} "
-            f"({ratio:.2f}x), {mode}, batch {batch_size}, layers {hidden}, {policy} threads"
+            f"({ratio:.2f}x), {mode}, batch {batch_size}, layers {hidden}, {policy} threads, "
+            f"{precision}"
         )
         return chosen, reason, {"xla": rates[True], "no_xla": rates[False]}
 
     from probseq.machine import machine_cache_path
 
-    suffix = f"_{mode}_{policy}_b{batch_size}_h{'x'.join(map(str, hidden))}_v{vocab_size}"
+    suffix = f"_{mode}_{policy}_{precision}_b{batch_size}_h{'x'.join(map(str, hidden))}"
+    suffix += f"_v{vocab_size}"
     path = machine_cache_path("xla", *_cpu_key(), suffix=f"{suffix}_t{num_steps}")
     return _cached(path, use_cache, measure)

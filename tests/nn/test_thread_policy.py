@@ -71,11 +71,14 @@ def test_xla_per_mode_is_measured_cached_and_overridable(tmp_path, monkeypatch):
     assert jit is False and "0.50x" in reason and "probseq threads" in reason
     assert [c["jit"] for c in calls] == ["0", "1"] and calls[0]["policy"] == "probseq"
     assert calls[0]["batch"] == "128" and calls[0]["mode"] == "train"
+    assert calls[0]["precision"] == "fp32"
     jit, reason = measured.measured_xla("train", 128, [256, 256], policy="probseq")
     assert jit is False and reason.endswith("(cached)") and len(calls) == 2
     # another thread set-up is another measurement
     measured.measured_xla("train", 128, [256, 256], policy="tensorflow")
     assert len(calls) == 4
+    measured.measured_xla("train", 128, [256, 256], policy="probseq", precision="bf16")
+    assert len(calls) == 6 and calls[-1]["precision"] == "bf16"  # its own measurement
     jit, reason = measured.measured_xla("eval_stream", 1, [256, 256], policy="probseq")
     assert jit is True and "3.00x" in reason
     # a tie keeps the mode's default (no XLA for windows)
@@ -93,6 +96,8 @@ def test_xla_per_mode_is_measured_cached_and_overridable(tmp_path, monkeypatch):
     monkeypatch.delenv(measured.XLA_ENV)
     with pytest.raises(ValueError, match="mode must be one of"):
         measured.measured_xla("sample", 8, [16])
+    with pytest.raises(ValueError, match="precision must be"):
+        measured.measured_xla("train", 8, [16], policy="probseq", precision="fp16")
 
 
 def test_a_failed_probe_keeps_the_default_and_is_not_cached(tmp_path, monkeypatch):
@@ -109,10 +114,13 @@ def test_a_failed_probe_keeps_the_default_and_is_not_cached(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize(
-    "mode, jit", [("train", "0"), ("train", "1"), ("eval_windows", "0"), ("eval_stream", "1")]
-)
-def test_the_probe_process_measures_each_mode(mode, jit):
+    "mode, jit, precision",
+    [("train", "0", "bf16"), ("train", "1", "fp32"), ("eval_windows", "0", "bf16"),
+     ("eval_stream", "1", "fp32")],
+)  # fmt: skip
+def test_the_probe_process_measures_each_mode(mode, jit, precision):
     command = [sys.executable, "-m", "probseq.nn._speed_probe", "--mode", mode, "--jit", jit,
+               "--precision", precision,
                "--policy", "probseq", "--batch", "4", "--hidden", "8", "8", "--vocab", "5",
                "--steps", "6", "--seconds", "0.1"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
