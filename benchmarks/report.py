@@ -73,6 +73,21 @@ def bf16_status(document: dict) -> str | None:
     return None
 
 
+def _rounds_text(document: dict) -> str:
+    """How many rounds the pairs ran (the fixed --rounds, more for the too-spread ones)."""
+    counts = [r.get("rounds", 1) for r in document["results"] if r.get("median") is not None]
+    settings = document["settings"]
+    low, high = (min(counts), max(counts)) if counts else (1, 1)
+    if high <= 1 and settings.get("rounds", 1) <= 1:
+        return ""
+    runs = f"{low} rounds" if low == high else f"{low} to {high} rounds"
+    return (
+        f" Every pair was run in {runs} (fresh process each, interleaved; pairs whose "
+        "medians per round differed by more than the target spread ran again); "
+        "median/min/max pool the repeats of all rounds."
+    )
+
+
 def _fmt(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "-"
@@ -177,12 +192,7 @@ def markdown(document: dict) -> str:
             if settings.get("in_process")
             else "Peak RSS = `ru_maxrss` of a fresh process per (case, implementation)."
         )
-        + (
-            f" Every pair was run in {settings['rounds']} rounds (fresh process each, "
-            "interleaved); median/min/max pool the repeats of all rounds."
-            if settings.get("rounds", 1) > 1
-            else ""
-        ),
+        + _rounds_text(document),
         "",
         "## Matmul rate (TensorFlow, fp32 and bf16)",
         "",
@@ -243,7 +253,7 @@ def markdown(document: dict) -> str:
             "| peak RSS MB | probseq / this (per round) |"
         )
         if case in flops and peak:
-            header += " % of matmul rate |"
+            header += " % of matmul rate (bf16 rows: of the bf16 rate) |"
         lines.append(header)
         lines.append(
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if "% of" in header else "")
@@ -268,7 +278,10 @@ def markdown(document: dict) -> str:
                 f"{r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} |"
             )
             if case in flops and peak:
-                fraction = r["median"] * flops[case]["per_char"] / (peak * 1e9)
+                rate = peak
+                if impl in BF16_ROWS:
+                    rate = (matmul.get("bf16") or {}).get("peak_gflops") or peak
+                fraction = r["median"] * flops[case]["per_char"] / (rate * 1e9)
                 line += f" {100 * fraction:.0f}% |"
             lines.append(line)
         lines.append("")
