@@ -2,7 +2,7 @@
 
 Which thread set-up and whether XLA pays depend on the CPU (benchmarks/RESULTS.md: the
 same choice won on one machine of this project's kind and lost on another), so the
-entry points (the main job, `probseq train --jit-compile auto`) measure instead of
+entry points (the main job, `probseq train --measure-setup`) measure instead of
 reading fixed thresholds. Each probe runs the real work in fresh processes
 (`python -m probseq.nn._speed_probe`: TensorFlow's thread pools are fixed once it runs)
 for a few seconds per side; the result is cached per CPU model, flags, usable CPUs and
@@ -24,7 +24,7 @@ from probseq.nn import threads
 
 __all__ = ["THREADS_ENV", "XLA_ENV", "XLA_MODES", "measured_thread_policy", "measured_xla"]
 
-THREADS_ENV = "PROBSEQ_THREADS"  # "probseq" or "tensorflow": overrides the measurement
+THREADS_ENV = threads.THREADS_ENV  # "probseq" or "tensorflow": overrides the measurement
 XLA_ENV = "PROBSEQ_XLA"  # "on" / "off", or "mode=on|off,...": overrides the measurement
 # The modes and what each uses when the measurement cannot tell (within 3%, or no probe):
 # the defaults of fit_map and evaluate, measured on the first benchmark machine.

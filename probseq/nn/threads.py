@@ -157,4 +157,4 @@ def measured_thread_policy(batch_size: int, hidden_sizes, **options) -> tuple[st
     return measure(batch_size, hidden_sizes, **options)
 
 
-THREADS_ENV = "PROBSEQ_THREADS"  # the same as probseq.nn.measured.THREADS_ENV
+THREADS_ENV = "PROBSEQ_THREADS"  # "probseq" or "tensorflow": overrides measured_thread_policy
